@@ -1,0 +1,96 @@
+"""Ranking and classification metrics — pure functions on tensors/arrays, no I/O.
+
+Ranks are 0-based and pessimistic: a candidate scoring the same as the target is ranked above it, so a
+constant scorer gets rank C-1 (HR@1 = 0). A target missing from its candidate list has rank = inf (a miss).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def pessimistic_ranks(scores: torch.Tensor, target_col: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """0-based rank of the target among the valid columns of each row, ties counted against the target.
+
+    scores: (B, C) float; target_col: (B,) long, -1 where the target is not a candidate; valid: (B, C) bool
+    (padding and masked items False). Returns (B,) float with inf for rows whose target is missing.
+    """
+    B, C = scores.shape
+    if valid is None:
+        valid = torch.ones_like(scores, dtype=torch.bool)
+    present = target_col >= 0
+    col = target_col.clamp(min=0)
+    t = scores.gather(1, col[:, None])  # (B, 1)
+    others = valid.clone()
+    others[torch.arange(B), col] = False
+    ahead = ((scores >= t) & others).sum(dim=1).to(torch.float64)  # (B,)
+    return torch.where(present, ahead, torch.full_like(ahead, math.inf))
+
+
+def valid_counts(valid: torch.Tensor, target_col: torch.Tensor) -> torch.Tensor:
+    """Number of non-target valid candidates per row (the negatives), for AUC."""
+    n = valid.sum(dim=1).to(torch.float64)
+    return n - (target_col >= 0).to(torch.float64)
+
+
+def metrics_from_ranks(
+    ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10, 20), n_negatives: np.ndarray | None = None
+) -> dict[str, float]:
+    """HR@K, NDCG@K (one relevant item: 1/log2(rank+2)), MRR and, given the negatives' count, AUC
+    (the fraction of negatives ranked below the target; misses count 0)."""
+    r = np.asarray(ranks, dtype=np.float64)
+    out: dict[str, float] = {}
+    if len(r) == 0:
+        return {f"HR@{k}": 0.0 for k in ks} | {f"NDCG@{k}": 0.0 for k in ks} | {"MRR": 0.0}
+    finite = np.isfinite(r)
+    for k in ks:
+        out[f"HR@{k}"] = float(np.mean(r < k))
+    for k in ks:
+        gain = np.zeros_like(r)
+        hit = r < k
+        gain[hit] = 1.0 / np.log2(r[hit] + 2.0)
+        out[f"NDCG@{k}"] = float(np.mean(gain))
+    rr = np.zeros_like(r)
+    rr[finite] = 1.0 / (r[finite] + 1.0)
+    out["MRR"] = float(np.mean(rr))
+    if n_negatives is not None:
+        neg = np.asarray(n_negatives, dtype=np.float64)
+        auc = np.zeros_like(r)
+        ok = finite & (neg > 0)
+        auc[ok] = (neg[ok] - r[ok]) / neg[ok]
+        out["AUC"] = float(np.mean(auc))
+    return out
+
+
+def auc_binary(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC for binary labels (Mann–Whitney U with tied scores counted 1/2, as in sklearn)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUC needs both positive and negative labels")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties (1-based)
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    p, y = np.asarray(pred), np.asarray(labels)
+    return float(np.mean(p == y)) if len(y) else 0.0
+
+
+def macro_auc(probs: np.ndarray, labels: np.ndarray) -> float:
+    """One-vs-rest AUC averaged over the classes present (multi-class attribute tasks)."""
+    P = np.asarray(probs)
+    y = np.asarray(labels)
+    aucs = [auc_binary(P[:, c], y == c) for c in range(P.shape[1]) if 0 < (y == c).sum() < len(y)]
+    return float(np.mean(aucs)) if aucs else float("nan")
