@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from llmrec.data.readers import read_lines, require_file
 from llmrec.data.sources import cache_dir
 from llmrec.errors import DataError, UnknownNameError
-from llmrec.types import CandidateSet, Dataset, Phase, Split
+from llmrec.types import CandidateSet, Dataset, Phase, Split, _ranges, pad_left
 
 PROTOCOLS = ["full", "sampled:N", "sampled:N:pop", "candidates:FILE", "nir", "nir-uf:N", "nir-if:N"]
 NIR_NUM_USERS = 12  # similar users in NIR's user filtering (the authors' script), the user itself included
@@ -138,22 +138,46 @@ def sample_negatives(
 def nir_user_filtering(split: Split, users: np.ndarray, phase: Phase, n: int,
                        num_users: int = NIR_NUM_USERS) -> np.ndarray:
     """NIR user filtering: similarity = dot product of multi-hot histories; the `num_users` most similar users
-    (the user itself included, as in the authors' script) vote for their items with weight sim / Σ sim; items
-    the user has seen are excluded; the top `n` by vote (ties by item id). Rows padded with 0."""
-    X = split.train_matrix(phase)  # (U+1, N+1)
+    (the user itself included, ties to the lower user id, as in the authors' script) vote for their items with
+    weight sim / Σ sim; items the user has seen are excluded; the top `n` by vote. Equal votes keep the order in
+    which the authors' loop first meets the items (similar users by rank, then each one's history in order).
+    Rows are padded with 0 when fewer than `n` items get a vote."""
+    X = split.train_matrix(phase).astype(np.float64)  # (U+1, N+1) binary
     XT = X.T.tocsc()
+    starts, ends = split.history_bounds(np.arange(split.n_users + 1), phase)
+    lens = ends - starts
+    C = sp.csr_matrix(  # (U+1, N+1) occurrence counts
+        (np.ones(int(lens.sum())), (np.repeat(np.arange(split.n_users + 1), lens), split.items[_ranges(starts, ends)])),
+        shape=X.shape,
+    )
+    L = int(max((ends - starts).max(), 1))
+    # chronological histories, left-aligned: H[v, p] = p-th item of user v (0 = none)
+    H = pad_left(split.items, starts, ends, L)
+    shift = L - (ends - starts)
+    pos = np.arange(L)[None, :] - shift[:, None]  # position of H[v, p] in v's history (negative = padding)
     out = np.zeros((len(users), n), dtype=np.int64)
-    chunk = 512
+    N1 = X.shape[1]
+    chunk = 256
     for s in range(0, len(users), chunk):
         u = users[s : s + chunk]
+        B = len(u)
         sims = (X[u] @ XT).toarray()  # (B, U+1) co-counts with every user
         k = min(num_users, sims.shape[1])
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]  # (B, k)
         w = np.take_along_axis(sims, top, 1)
         w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-        W = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(u)), k), top.ravel())), shape=(len(u), X.shape[0]))
-        votes = (W @ X).toarray()  # (B, N+1)
-        out[s : s + len(u)] = _top_unseen(votes, X[u], n)
+        # votes accumulated rank by rank, in the authors' order, so float sums (and their ties) are identical;
+        # an item repeated in a history votes once per occurrence, as in their loop
+        votes = np.zeros((B, N1))
+        for r in range(k):
+            votes += w[:, r, None] * C[top[:, r]].toarray()
+        # first meeting of each item in the authors' loop order: (rank of the similar user, history position)
+        first = np.full((B, N1), np.iinfo(np.int64).max, dtype=np.int64)
+        key = np.arange(k)[None, :, None] * L + pos[top]  # (B, k, L)
+        ok = pos[top] >= 0
+        rows = np.broadcast_to(np.arange(B)[:, None, None], key.shape)
+        np.minimum.at(first, (rows[ok], H[top][ok]), key[ok])
+        out[s : s + B] = _top_unseen(votes, X[u], n, tiebreak=first)
     return out
 
 
@@ -184,12 +208,16 @@ def nir_item_filtering(split: Split, users: np.ndarray, phase: Phase, n: int, ne
     return out
 
 
-def _top_unseen(votes: np.ndarray, seen: sp.csr_matrix, n: int) -> np.ndarray:
+def _top_unseen(votes: np.ndarray, seen: sp.csr_matrix, n: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Top-n items by vote (ties by `tiebreak`, else item id), seen items and item 0 excluded, 0-padded."""
     votes = votes.astype(np.float64)
     votes[:, 0] = 0
     coo = seen.tocoo()
     votes[coo.row, coo.col] = 0
-    order = np.argsort(-votes, axis=1, kind="stable")[:, :n]
+    if tiebreak is None:
+        order = np.argsort(-votes, axis=1, kind="stable")[:, :n]
+    else:
+        order = np.lexsort((tiebreak, -votes), axis=-1)[:, :n]
     picked = np.take_along_axis(votes, order, 1)
     return np.where(picked > 0, order, 0).astype(np.int64)
 
