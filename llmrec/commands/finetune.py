@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from llmrec.training.checkpoint import read_model_info
 
     info = read_model_info(args.run)
-    dataset = args.dataset or info.get("dataset")
+    dataset = args.dataset or info.get("dataset_spec") or info.get("dataset")
     progress = False if args.no_progress else None
     if args.task == "next-item":
         result = _next_item(args, info, dataset, progress)
@@ -93,7 +93,8 @@ def _attribute(args: argparse.Namespace, info: dict[str, Any], dataset: str, pro
     model, minfo = load_model(args.run)
     check_compatible(minfo, split.n_items, ds.name, str(args.run))
     model.train()
-    result = finetune_attribute(model, ds, split, cfg, args.out, progress, {"init_from": str(args.run)})
+    source = {"init_from": str(args.run), "dataset_spec": dataset}
+    result = finetune_attribute(model, ds, split, cfg, args.out, progress, source)
     if not args.json:
         print(f"{args.task}: test {result['metric']} {result['test']:.4f} (valid {result['valid']:.4f}, "
               f"majority-class accuracy {result['majority_class_test_accuracy']:.4f})")

@@ -154,11 +154,10 @@ def finetune_attribute(
             loss.backward()
             opt.step()
         val = _metric(cfg.task, predict("valid"), ys["valid"])
-        if val > best:
-            best, best_epoch, bad = val, epoch + 1, 0
+        bad = 0 if val > best else bad + 1
+        if val >= best:  # on a tie keep the later, longer-trained epoch (small validation sets saturate)
+            best, best_epoch = val, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
         if bar is not None:
             bar.set_postfix({f"val_{metric_name}": f"{val:.4f}", "best": f"{best:.4f}"})
             bar.update(1)

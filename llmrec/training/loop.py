@@ -231,7 +231,8 @@ def train(
     model, origin = build_encoder(cfg, split.n_items, dataset.name)
     T = model.max_len
     windows = make_windows(split, T, cfg.window_stride)
-    model_info = {"dataset": dataset.name, "split_hash": split.hash, "task": "next-item", **origin}
+    model_info = {"dataset": dataset.name, "dataset_spec": cfg.dataset, "split_hash": split.hash, "task": "next-item",
+                  **origin}
 
     state = ckpt.load_state(run_dir)
     pos = {"stage": 0, "epoch": 0, "best": -1.0, "best_epoch": -1, "bad": 0, "step": 0, "seconds": 0.0,
