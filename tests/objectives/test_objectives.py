@@ -91,6 +91,7 @@ def test_unknown_option_is_a_config_error(split):
 
 # ------------------------------------------------------------------------------------------ naive references
 def naive_nt_xent(a, b, tau, sim="dot", same=None):
+    a, b = a.detach(), b.detach()
     B = a.shape[0]
     z = list(a) + list(b)
 
@@ -172,7 +173,7 @@ def test_masked_item_equals_naive(split):
         h = model(inp[None])[0]
         for t in range(seq.shape[1]):
             if masked[r, t] and fresh[r, t]:
-                total -= float(torch.log_softmax(model.item_logits(h[t]), -1)[seq[r, t] - 1])
+                total -= (torch.log_softmax(model.item_logits(h[t]), -1)[seq[r, t] - 1]).item()
                 n += 1
     assert got == pytest.approx(total / n, rel=1e-4)
 
@@ -191,7 +192,7 @@ def test_ptum_equals_naive(split):
         u = obj.pool(model(inp[None]), (inp != 0)[None])[0]
         for t in range(seq.shape[1]):
             if masked[r, t]:
-                mbp -= float(torch.log_softmax(model.item_logits(obj.mbp_head(u)), -1)[seq[r, t] - 1])
+                mbp -= (torch.log_softmax(model.item_logits(obj.mbp_head(u)), -1)[seq[r, t] - 1]).item()
                 n += 1
     assert out.logs["mbp"] == pytest.approx(mbp / n, rel=1e-4)
     nbp, n = 0.0, 0
@@ -203,7 +204,7 @@ def test_ptum_equals_naive(split):
         u = obj.pool(model(prefix[None]), (prefix != 0)[None])[0]
         for k in range(2):
             if row[-2 + k] > 0:
-                nbp -= float(torch.log_softmax(model.item_logits(obj.nbp_heads[k](u)), -1)[row[-2 + k] - 1])
+                nbp -= (torch.log_softmax(model.item_logits(obj.nbp_heads[k](u)), -1)[row[-2 + k] - 1]).item()
                 n += 1
     assert out.logs["nbp"] == pytest.approx(nbp / n, rel=1e-4)
 
@@ -294,6 +295,7 @@ def test_ccl_curriculum_goes_from_easy_to_hard(split):
 
 
 def naive_adaptssr(u, up, a, ap, users):
+    u, up, a, ap = (t.detach() for t in (u, up, a, ap))
     def cos(x, y):
         return float(F.cosine_similarity(x, y, dim=0))
 
