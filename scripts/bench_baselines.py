@@ -16,6 +16,7 @@ from llmrec.scorers import ScorerContext, build_scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
+COLUMNS = ["dataset", "protocol", "scorer", "HR@10", "NDCG@10", "MRR", "AUC", "n_users", "candidates_hash"]
 
 
 def main() -> None:
@@ -46,6 +47,9 @@ def main() -> None:
         "user's sequence, sampled once with seed 0, the target inserted (101 candidates); ties pessimistic; "
         "scorer seed 0; BPR: dim 64, 40 epochs, Adam lr 0.005, l2 1e-5; item-kNN: cosine co-occurrence, all neighbours",
         "python scripts/bench_baselines.py",
+        columns=COLUMNS,
+        notes=["fit_s / eval_s in the JSON are wall times on a shared 2-core machine, not a speed benchmark "
+               "(see bench_eval.md)."],
     )
 
 
