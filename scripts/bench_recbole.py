@@ -183,6 +183,7 @@ def main() -> int:
                 return 1
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             res["hp"] = spec["hp"]
+            res["load_average_after"] = round(os.getloadavg()[0], 2)
             res["protocol"] = "leave-one-out (our split), full ranking over all items, history masked"
             results[name] = res
             print(json.dumps({k: v for k, v in res.items() if k != "valid_curve"}, indent=1), file=sys.stderr)

@@ -44,6 +44,7 @@ def train_run(dataset: str, seed: int, run_dir: Path, lock: bool, extra: list[st
     wall = time.perf_counter() - t0
     res = json.loads((run_dir / "result.json").read_text())
     res["process_wall_seconds"] = round(wall, 1)
+    res["load_average_after"] = round(os.getloadavg()[0], 2)  # other jobs on the shared cores distort timings
     return res
 
 
@@ -79,6 +80,7 @@ def summarise(dataset: str, seed: int, res: dict, sampled: dict | None, targets:
         "sequences_per_second": round(st["sequences"] / max(st["train_seconds"], 1e-9), 1),
         "targets_per_second": round(targets / epoch_s, 1), "targets_per_epoch": targets,
         "peak_rss_mb": res["peak_rss_mb"], "process_wall_seconds": res["process_wall_seconds"],
+        "load_average_after": res["load_average_after"],
     }
     if sampled:
         row["test_sampled100"] = {k: round(sampled[k], 4) for k in ("HR@10", "NDCG@10") if k in sampled}

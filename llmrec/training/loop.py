@@ -247,13 +247,12 @@ def train(
         if info.main and show:
             print(f"resuming {run_dir} at stage {pos['stage']} epoch {pos['epoch']}", file=sys.stderr)
 
-    t_call = time.perf_counter()
     epochs_this_call = 0
     interrupted = False
     for si in range(pos["stage"], len(cfg.stages)):
         stage = cfg.stages[si]
         result = _run_stage(cfg, si, stage, model, windows, dataset, split, run_dir, info, pos, tensors,
-                            model_info, show, stop_after_epochs, epochs_this_call, t_call)
+                            model_info, show, stop_after_epochs, epochs_this_call)
         tensors = {}
         epochs_this_call = result["epochs_this_call"]
         if result["interrupted"]:
@@ -298,7 +297,7 @@ def _save_resume(run_dir: Path, model: nn.Module, step_module: TrainStep | None,
 
 
 def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir: Path, info, pos, tensors,
-               model_info, show, stop_after_epochs, epochs_this_call, t_call) -> dict[str, Any]:
+               model_info, show, stop_after_epochs, epochs_this_call) -> dict[str, Any]:
     from llmrec.objectives import ObjectiveContext, SeqBatch, build_objective
 
     context = ObjectiveContext(split=split, epochs=stage.epochs)
