@@ -75,7 +75,8 @@ class MoEAdaptor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(x)  # (..., D)
-        experts = torch.einsum("...d,kdo->...ko", x, self.weight)  # (..., K, O)
+        k, d, h = self.weight.shape
+        experts = (x @ self.weight.permute(1, 0, 2).reshape(d, k * h)).unflatten(-1, (k, h))  # one GEMM: (..., K, H)
         experts = experts - torch.einsum("kd,kdo->ko", self.bias, self.weight)  # (x − b_k) W_k
         g = torch.softmax(self.gate(x), dim=-1)  # (..., K)
         return (g[..., None] * experts).sum(-2)  # (..., O)
@@ -92,12 +93,11 @@ class Block(nn.Module):
         self.proj = nn.Linear(hidden, hidden)
         self.ffn = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
         self.drop = nn.Dropout(dropout)
-        self.p = dropout
 
     def forward(self, x: torch.Tensor, allow: torch.Tensor) -> torch.Tensor:
         B, T, H = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, H // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allow, dropout_p=self.p if self.training else 0.0)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allow)  # dropout on the residuals only (faster)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, H)))  # (B, T, H)
         return x + self.drop(self.ffn(self.ln2(x)))
 
@@ -118,10 +118,15 @@ class TextSeqUserModel(nn.Module):
         """(N+1, D) text embeddings → (N+1, H) normalised item vectors (row 0 is meaningless padding)."""
         return F.normalize(self.adaptor(text_emb), dim=-1)
 
-    def forward(self, history: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """history (B, T ≤ max_len) left-padded → (B, T, H) normalised user vectors after each position."""
+    def forward(self, history: torch.Tensor, text_emb: torch.Tensor, adapted: torch.Tensor | None = None) -> torch.Tensor:
+        """history (B, T ≤ max_len) left-padded → (B, T, H) normalised user vectors after each position.
+
+        adapted: `adaptor(text_emb)` (N+1, H) when the caller already has it (the adaptor is per item, so it
+        runs once over the catalogue rather than once per history position)."""
         B, T = history.shape
-        x = self.adaptor(text_emb[history])  # (B, T, H)
+        if adapted is None:
+            adapted = self.adaptor(text_emb)  # (N+1, H)
+        x = adapted[history]  # (B, T, H)
         x = self.drop(x + self.pos.weight[self.cfg.max_len - T :][None])
         real = history > 0  # (B, T)
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
@@ -178,12 +183,13 @@ def train_text_seq(
             for s in range(0, len(seqs), cfg.batch_size):
                 seq = seqs[order[s : s + cfg.batch_size]]  # (B, T+1)
                 inp, tgt = seq[:, :-1], seq[:, 1:]  # (B, T) each
-                users_v = model(inp, text_emb)  # (B, T, H)
-                items_v = model.items(text_emb)  # (N+1, H)
-                logits = users_v @ items_v.T / cfg.temperature  # (B, T, H) @ (H, N+1) -> (B, T, N+1)
+                adapted = model.adaptor(text_emb)  # (N+1, H), once per step
+                users_v = model(inp, text_emb, adapted)  # (B, T, H)
+                items_v = F.normalize(adapted, dim=-1)  # (N+1, H)
+                mask = (inp > 0) & (tgt > 0)  # positions with a real prefix and a real next item
+                logits = users_v[mask] @ items_v.T / cfg.temperature  # (M, H) @ (H, N+1) -> (M, N+1)
                 logits = logits.masked_fill(~in_train, float("-inf"))
-                mask = (inp > 0) & (tgt > 0)
-                loss = F.cross_entropy(logits[mask], tgt[mask])
+                loss = F.cross_entropy(logits, tgt[mask])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
