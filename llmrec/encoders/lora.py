@@ -291,7 +291,17 @@ def tune_encoder(
     enc = TextEncoder.load(cfg.model, max_length=cfg.max_length)
     texts = item_sentences(dataset.items)
     run_key = _run_fingerprint(cfg, dataset, split, enc.model_key, texts_hash(texts))
-    valid_metrics: dict[str, Any] = {"base": validation_metrics(enc, dataset, split, cfg)} if cfg.eval_protocols else {}
+    state = _read_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    if state is not None and state.get("run") != run_key and not overwrite:
+        raise CheckpointError(
+            f"{ckpt_path}: a checkpoint of a different run (another config, data set, split or base model); "
+            f"use the same settings to resume, or --overwrite to start afresh"
+        )
+    valid_metrics: dict[str, Any] = {}
+    if state is not None and not overwrite:
+        valid_metrics = dict(state.get("valid_metrics") or {})
+    elif cfg.eval_protocols:
+        valid_metrics = {"base": validation_metrics(enc, dataset, split, cfg)}  # LoRA starts as the identity
 
     peft_model = attach_lora(enc, cfg)
     params = lora_parameters(enc)
@@ -310,23 +320,15 @@ def tune_encoder(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if ckpt_path.is_file():
-        state = _read_checkpoint(ckpt_path)
-        if state.get("run") != run_key:
-            raise CheckpointError(
-                f"{ckpt_path}: a checkpoint of a different run (another config, data set, split or base model); "
-                f"use the same settings to resume, or --overwrite to start afresh"
-            )
-        if overwrite:
-            _log(f"{ckpt_path}: discarding the checkpoint (--overwrite)")
-        else:
-            _load_lora_state(peft_model, state["lora"], ckpt_path)
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            start_epoch = int(state["epoch"])
-            history = list(state["history"])
-            valid_metrics = state.get("valid_metrics", valid_metrics)
-            _log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
+    if state is not None and overwrite:
+        _log(f"{ckpt_path}: discarding the checkpoint (--overwrite)")
+    elif state is not None:
+        _load_lora_state(peft_model, state["lora"], ckpt_path)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        history = list(state["history"])
+        _log(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
     weights = cfg.weights or [1.0] * len(streams)
     _log(f"tuning {cfg.model} with LoRA r={cfg.r} on {','.join(cfg.target_modules)} ({n_trainable:,} parameters), "
          f"objectives {'+'.join(cfg.objectives)}, {cfg.epochs} epochs × {steps_per_epoch} steps")
