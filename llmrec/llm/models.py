@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -113,7 +114,9 @@ def ensure_converted(name: str = DEFAULT_MODEL, quiet: bool = False) -> Path:
             return target
         if not quiet:
             print(
-                f"llmrec: converting {alias.gguf_file} to safetensors in {target} (once, ~20 s)", flush=True
+                f"llmrec: converting {alias.gguf_file} to safetensors in {target} (once, ~20 s)",
+                file=sys.stderr,
+                flush=True,
             )
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
