@@ -136,12 +136,14 @@ class NextItemStream(Stream):
     """
 
     def __init__(self, table: TokenTable, split: Split, batch_size: int, samples_per_user: int, history_len: int,
-                 decay: float, temperature: float, history_grad: bool = False, refresh_every: int = 50) -> None:
+                 decay: float, temperature: float, history_grad: bool = False, refresh_every: int = 50,
+                 catalog_negatives: bool = False) -> None:
         self.users, self.starts, self.ends = _train_bounds(split)
         super().__init__("next_item", len(self.users) * samples_per_user, batch_size)
         self.table, self.items, self.k = table, split.items, samples_per_user
         self.history_len, self.decay, self.temperature = history_len, decay, temperature
         self.history_grad, self.refresh_every = history_grad, max(1, refresh_every)
+        self.catalog_negatives = catalog_negatives
         self.memory: torch.Tensor | None = None  # (N+1, H) item embeddings without gradients
 
     def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -152,7 +154,7 @@ class NextItemStream(Stream):
         return {"history": hist, "target": self.items[pos]}
 
     def before_step(self, step: int) -> None:
-        if not self.history_grad and step % self.refresh_every == 0:
+        if (self.catalog_negatives or not self.history_grad) and step % self.refresh_every == 0:
             self.memory = self.table.embed_all()
 
     def loss(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
@@ -172,7 +174,19 @@ class NextItemStream(Stream):
         user = F.normalize((w[..., None] * h).sum(1), dim=-1)  # (B, H)
         tg = torch.from_numpy(tgt)
         same = tg[:, None] == tg[None, :]  # another row with the same target is not a negative
-        return info_nce(user, t, self.temperature, same.to(h.device))
+        if not self.catalog_negatives:
+            return info_nce(user, t, self.temperature, same.to(h.device))
+        # every other catalogue item from the memory as extra negatives (no gradient through them)
+        logits = user @ t.T / self.temperature  # (B, B)
+        logits = logits.masked_fill(same & ~torch.eye(B, dtype=torch.bool), float("-inf"))
+        if self.memory is None:
+            self.memory = self.table.embed_all()
+        mem = user @ self.memory.T / self.temperature  # (B, H) @ (H, N+1) -> (B, N+1)
+        skip = torch.zeros(mem.shape[1], dtype=torch.bool)
+        skip[0] = True
+        skip[tg] = True  # the batch's targets are already columns, with gradients
+        mem = mem.masked_fill(skip, float("-inf"))
+        return F.cross_entropy(torch.cat([logits, mem], dim=1), torch.arange(B))
 
 
 class CoocStream(Stream):
@@ -259,7 +273,8 @@ def build_objectives(enc: Any, dataset: Dataset, split: Split, cfg: Any) -> list
     for name in cfg.objectives:
         if name == "next_item":
             out.append(NextItemStream(table, split, cfg.batch_size, cfg.samples_per_user, cfg.history_len,
-                                      cfg.decay, cfg.temperature, cfg.history_grad, cfg.refresh_every))
+                                      cfg.decay, cfg.temperature, cfg.history_grad, cfg.refresh_every,
+                                      cfg.negatives == "catalog"))
         elif name == "cooc":
             out.append(CoocStream(table, split, cfg.batch_size, cfg.samples_per_user, cfg.cooc_window,
                                   cfg.temperature))

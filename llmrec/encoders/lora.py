@@ -72,6 +72,7 @@ class LoraTuneConfig:
     decay: float = 0.9  # next_item: recency weight per step back (same as the zero-shot user encoder)
     history_grad: bool = False  # next_item: backprop through history items too (exact, ~8x slower on CPU)
     refresh_every: int = 50  # next_item without history_grad: recompute the item memory every N steps
+    negatives: str = "batch"  # next_item: "batch" (in-batch targets) or "catalog" (+ every item from the memory)
     samples_per_user: int = 4  # next_item / cooc: examples drawn per user per epoch
     cooc_window: int = 3  # cooc: the positive follows the anchor within this many positions
     dp_anchor: str = "title"  # dp: this field vs the item's other text fields
@@ -88,6 +89,8 @@ class LoraTuneConfig:
             raise ValueError(f"weights has {len(self.weights)} entries for {len(self.objectives)} objectives")
         if self.r < 1 or self.batch_size < 2 or self.epochs < 0 or self.history_len < 1:
             raise ValueError("need r ≥ 1, batch_size ≥ 2 (in-batch negatives), epochs ≥ 0, history_len ≥ 1")
+        if self.negatives not in ("batch", "catalog"):
+            raise ValueError(f"negatives must be 'batch' or 'catalog', got {self.negatives!r}")
         if not 0 < self.temperature <= 10 or not 0 < self.decay <= 1:
             raise ValueError("need 0 < temperature ≤ 10 and 0 < decay ≤ 1")
 

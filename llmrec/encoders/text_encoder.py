@@ -11,12 +11,13 @@ hash of the exact texts: changing any of them changes the key, so a stale embedd
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,8 @@ class TextEncoder:
         target = resolve_model(model)
         local = Path(target).is_dir()
         try:
-            st = SentenceTransformer(target, device=device, local_files_only=local)
+            with _quiet_hf_loading():
+                st = SentenceTransformer(target, device=device, local_files_only=local)
         except Exception as e:  # noqa: BLE001 - any loader failure becomes one readable line
             raise LLMRecError(f"could not load text encoder {model!r} from {target}: {type(e).__name__}: {e}") from None
         st.max_seq_length = max_length
@@ -267,6 +269,20 @@ class TextEncoder:
         except OSError as e:
             raise CheckpointError(f"{out}: could not save the merged encoder ({e})") from None
         return out
+
+
+@contextlib.contextmanager
+def _quiet_hf_loading() -> Iterator[None]:
+    """No per-tensor "Loading weights" bar from transformers for a 90 MB model (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _cache_folder(cache: str | Path | None | bool) -> Path | None:

@@ -221,3 +221,32 @@ def test_load_adapter_twice_is_refused(adapter, tiny_model):
     enc = TextEncoder.load(tiny_model, adapter)
     with pytest.raises(CheckpointError, match="already carries"):
         load_adapter(enc, adapter)
+
+
+def test_catalog_negatives_make_the_task_harder(tiny_model, shop_a):
+    ds, split = shop_a
+    enc = TextEncoder.load(tiny_model)
+    losses = {}
+    for neg in ("batch", "catalog"):
+        cfg = _cfg(tiny_model, negatives=neg)
+        stream = contrastive.build_objectives(enc, ds, split, cfg)[0]
+        batch = stream.epoch_batches(np.random.default_rng(0), 1)[0]
+        stream.before_step(0)
+        with torch.no_grad():
+            losses[neg] = float(stream.loss(batch))
+    assert np.isfinite(losses["catalog"]) and losses["catalog"] > losses["batch"]
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "adapters" / "ml-100k-minilm-lora"
+
+
+@pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="the shipped adapter is not in this checkout")
+def test_shipped_adapter_verifies_and_loads():
+    m = read_manifest(SHIPPED)
+    assert m["base_model"] == "minilm" and m["dataset"]["name"] == "ml-100k"
+    assert m["peft"]["trainable_params"] == 73_728
+    tuned = TextEncoder.load("minilm", SHIPPED)
+    base = TextEncoder.load("minilm")
+    texts = ["title: Heat (1995); genres: Action, Crime, Thriller; year: 1995"]
+    a, b = tuned.encode(texts), base.encode(texts)
+    assert a.shape == (1, 384) and not torch.allclose(a, b, atol=1e-4)
