@@ -130,10 +130,20 @@ class CachedBackend:
     def __init__(self, backend: LLMBackend, cache: ResponseCache) -> None:
         self.inner = backend
         self.cache = cache
-        self.name = backend.name
-        self.cache_id = backend.cache_id
-        self.context_length = backend.context_length
         self._hits = 0
+
+    # Delegated lazily: a server backend learns its model and window from the server on first use.
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def cache_id(self) -> str:
+        return self.inner.cache_id
+
+    @property
+    def context_length(self) -> int:
+        return self.inner.context_length
 
     @property
     def usage(self) -> Usage:

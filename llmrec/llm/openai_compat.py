@@ -303,11 +303,14 @@ class OpenAIBackend:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for t in pending:
             t.cancel()
-        for t in tasks:
-            if t in done and not t.cancelled() and t.exception() is not None:
-                if pending:
-                    await asyncio.wait(pending)
-                raise t.exception()  # type: ignore[misc]
+        if pending:
+            await asyncio.wait(pending)
+        # Retrieve every exception: an unretrieved one is logged with a formatted traceback from this thread
+        # at garbage collection, and on CPython < 3.11.8 that can corrupt a concurrent ast.parse (gh-106905).
+        errors = [t.exception() for t in tasks if not t.cancelled()]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
         return [t.result() for t in tasks]
 
     def _record(self, kind: str, prompt_tokens: int, completion_tokens: int, latency: float) -> float:
@@ -450,9 +453,11 @@ class OpenAIBackend:
         client, _ = self._client()
         ids = await self._tokenize(prompt)
         t0 = time.perf_counter()
-        k = min(self.top_logprobs, max(1, len(lab)))
         kw = vllm_request_kwargs(
-            "completions", GenerationParams(max_tokens=1), top_logprobs=max(k, 1), token_ids_in_logprobs=True
+            "completions",
+            GenerationParams(max_tokens=1),
+            top_logprobs=max(1, self.top_logprobs),
+            token_ids_in_logprobs=True,
         )
         top = await self._call(
             "score_labels",

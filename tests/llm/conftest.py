@@ -8,24 +8,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).parent
-FIXTURE_USER: dict[str, Any] = {
-    k: v for k, v in json.loads((HERE / "fixture_user.json").read_text()).items() if k[0] != "_"
-}
-
-# hf (fp32 on CPU) vs the vLLM server (bf16 weights and activations, bf16 logits) on the same converted weights:
-# per-token log-prob differences measured on this machine (see eval/results/llm_backends.md): mean ≈ 0.1 nats,
-# max ≈ 0.6 nats over the prompts of these tests. The bounds below leave room for other CPUs.
-AGREE_MEAN_NATS = 0.25
-AGREE_MAX_NATS = 1.0
+from llm_fakes import FIXTURE_USER, MODELS, FakeServer, Reply
 
 
 @pytest.fixture(scope="session")
@@ -71,53 +59,6 @@ def vllm_backend():
 def backend(request):
     """Each contract test runs on the embedded backend and on the vLLM server."""
     return request.getfixturevalue(f"{request.param}_backend")
-
-
-# ---- a scriptable fake OpenAI-compatible server ----------------------------------------------------------
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # dict → JSON; str → sent as is
-    delay_s: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class FakeServer:
-    """Routes `path → callable(request_json) -> Reply`; counts hits and the most requests in flight at once."""
-
-    url: str
-    routes: dict[str, Callable[[dict[str, Any]], Reply]]
-    hits: dict[str, int] = field(default_factory=dict)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def chat_reply(text: str, prompt_tokens: int = 7, completion_tokens: int = 3) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "fake-model",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
-
-
-MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model", "max_model_len": 256}]}
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import MODELS, Reply, chat_reply
+from llm_fakes import MODELS, Reply, chat_reply
 
 from llmrec.errors import BackendError
 from llmrec.llm import GenerationParams, make_backend
