@@ -89,8 +89,9 @@ def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, obje
     shutil.rmtree(ft_dir, ignore_errors=True)
     sup = "masked_item" if model_name == "bert4rec" else "next_item"
     ft = settings["finetune"]
-    stage = StageConfig([ObjectiveSpec(sup)], epochs=ft["epochs"], lr=settings["lr"], patience=ft["patience"],
-                        eval_every=ft.get("eval_every", 1), batch_size=settings["batch_size"])
+    stage = StageConfig([ObjectiveSpec(sup)], epochs=ft["epochs"], lr=ft.get("lr", settings["lr"]),
+                        patience=ft["patience"], eval_every=ft.get("eval_every", 1),
+                        batch_size=ft.get("batch_size", settings["batch_size"]))
     cfg = TrainConfig(stages=[stage], model_options={} if init_from else options, init_from=init_from, **common)
     t1 = time.perf_counter()
     res = train(cfg, ft_dir, dataset=dataset, split=split, progress=False)
