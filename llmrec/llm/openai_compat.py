@@ -212,7 +212,7 @@ class OpenAIBackend:
     def context_length(self) -> int:
         if self._context_length is None:
             self._loop.run(self._discover())
-        return int(self._context_length or 4096)
+        return int(self._context_length)  # type: ignore[arg-type]
 
     async def _discover(self) -> None:
         models = await self._list_models()
@@ -224,8 +224,8 @@ class OpenAIBackend:
         if entry is None:
             served = ", ".join(m["id"] for m in models)
             raise BackendError(f"{self.name}: model {self._model!r} is not served; served: {served}")
-        if self._context_length is None:
-            self._context_length = entry.get("max_model_len")
+        if self._context_length is None:  # vLLM lists max_model_len; other servers may not (then assume 4096)
+            self._context_length = int(entry.get("max_model_len") or 4096)
 
     async def _list_models(self) -> list[dict[str, Any]]:
         client, _ = self._client()

@@ -140,11 +140,12 @@ class VLLMBackend:
             ids.append(t[0])
         return ids
 
-    def _prompt_logprobs(self, rows: list[list[int]], start: int) -> list[list[float]]:
+    def _prompt_logprobs(self, rows: list[list[int]], starts: list[int]) -> list[list[float]]:
+        """Log-probs of each row's own tokens from position starts[i] on (position 0 has none)."""
         outs = self._run(rows, sampling_params(self._vllm, prompt_logprobs=0))
         return [
-            [o.prompt_logprobs[p][row[p]].logprob for p in range(start, len(row))]
-            for row, o in zip(rows, outs)
+            [o.prompt_logprobs[p][row[p]].logprob for p in range(max(1, start), len(row))]
+            for row, start, o in zip(rows, starts, outs)
         ]
 
     def score_labels(
@@ -153,11 +154,13 @@ class VLLMBackend:
         lab = self._label_ids(labels)
         rows = [self.prompt_ids(p) for p in prompts]
         t0 = time.perf_counter()
-        outs = self._run(rows, sampling_params(self._vllm, logprobs=min(self.top_logprobs, len(lab))))
+        outs = self._run(rows, sampling_params(self._vllm, logprobs=self.top_logprobs))
         table = [[(o.outputs[0].logprobs[0].get(t)) for t in lab] for o in outs]
         missing = [(i, c) for i, r in enumerate(table) for c, v in enumerate(r) if v is None]
         if missing:  # outside the top-k: exact log-prob of each label as the next token
-            exact = self._prompt_logprobs([rows[i] + [lab[c]] for i, c in missing], 0)
+            exact = self._prompt_logprobs(
+                [rows[i] + [lab[c]] for i, c in missing], [len(rows[i]) for i, _ in missing]
+            )
             for (i, c), lp in zip(missing, exact):
                 table[i][c] = lp[-1]
         latency = (time.perf_counter() - t0) / max(1, len(rows))
@@ -176,7 +179,7 @@ class VLLMBackend:
         conts = [self.text_ids(c) for c in continuations]
         t0 = time.perf_counter()
         idx = [j for j, c in enumerate(conts) if c]
-        rows = self._prompt_logprobs([pre + conts[j] for j in idx], len(pre)) if idx else []
+        rows = self._prompt_logprobs([pre + conts[j] for j in idx], [len(pre)] * len(idx)) if idx else []
         scores: list[list[float]] = [[] for _ in conts]
         for j, r in zip(idx, rows):
             scores[j] = [float(x) for x in r]
