@@ -1,0 +1,166 @@
+"""Every ranker on a fake backend: aligned scores, determinism under a seed, batch independence, one backend
+call per batch, seeded order of never-named candidates, bootstrapping, verbalizer windows, pointwise prefix
+reuse, NIR's chained steps and reusable summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ranker_fakes import FakeBackend, last_user, prompt_text
+
+from llmrec.errors import ConfigError, UnknownNameError
+from llmrec.llm.base import Completion
+from llmrec.rankers import RANKERS, UserContext, make_ranker
+from llmrec.rankers.base import candidate_orders, positional_scores, user_rng
+from llmrec.rankers.verbalizer import windows
+
+HIST = ("Star Wars", "The Terminator", "Alien", "Back to the Future", "Die Hard", "Jurassic Park")
+CANDS = ["GoldenEye", "Babe", "Heat", "Casablanca", "The Rock", "Fargo", "Clerks"]
+USERS = [UserContext(1, HIST), UserContext(2, HIST[:3]), UserContext(7, HIST[2:])]
+BATCH = [CANDS, CANDS[::-1], CANDS[2:] + CANDS[:2]]
+
+
+@pytest.mark.parametrize("name", RANKERS.names())
+def test_every_ranker_scores_aligned_deterministic_and_batch_independent(name):
+    a = make_ranker(name, FakeBackend(), {"bootstrap": 2})
+    res = a.rank(USERS, BATCH)
+    assert len(res) == len(USERS)
+    for r, c in zip(res, BATCH):
+        assert r.scores.shape == (len(c),) and np.isfinite(r.scores).all()
+        assert r.stats.requests >= 1 and r.prompts
+    again = make_ranker(name, FakeBackend(), {"bootstrap": 2}).rank(USERS, BATCH)
+    assert all(np.array_equal(x.scores, y.scores) for x, y in zip(res, again))
+    alone = [make_ranker(name, FakeBackend(), {"bootstrap": 2}).rank([u], [c])[0] for u, c in zip(USERS, BATCH)]
+    assert all(np.array_equal(x.scores, y.scores) for x, y in zip(res, alone))
+
+
+@pytest.mark.parametrize("name", RANKERS.names())
+def test_history_is_cut_to_the_last_titles(name):
+    b = FakeBackend()
+    r = make_ranker(name, b, {"history_len": 2}).rank([UserContext(1, HIST)], [CANDS])[0]
+    text = "\n".join(prompt_text(p) for p in r.prompts)
+    assert "Jurassic Park" in text and "Die Hard" in text and "Star Wars" not in text
+
+
+def test_unknown_ranker_and_bad_options():
+    with pytest.raises(UnknownNameError, match="known: listwise, nir, pointwise, verbalizer"):
+        make_ranker("chatty", FakeBackend())
+    with pytest.raises(ConfigError, match="valid keys"):
+        make_ranker("verbalizer", FakeBackend(), {"windw": 5})
+    with pytest.raises(ConfigError, match="window"):
+        make_ranker("verbalizer", FakeBackend(), {"window": 27})
+    with pytest.raises(ConfigError, match="bootstrap"):
+        make_ranker("listwise", FakeBackend(), {"bootstrap": 0})
+
+
+def test_one_backend_call_per_batch():
+    b = FakeBackend()
+    make_ranker("listwise", b, {"bootstrap": 3}).rank(USERS, BATCH)
+    assert b.generate_calls == [len(USERS) * 3]
+    b = FakeBackend()
+    make_ranker("nir", b).rank(USERS, BATCH)
+    assert b.generate_calls == [len(USERS)] * 3  # one call per step
+    b = FakeBackend()
+    make_ranker("verbalizer", b, {"bootstrap": 2}).rank(USERS, BATCH)
+    assert b.label_calls == [len(USERS) * 2]
+
+
+def test_named_candidates_first_then_a_seeded_order_never_a_tie():
+    def reply(p):
+        return "1. The Rock\n2. Heat\n3. Titanic"  # Titanic is not a candidate
+
+    r = make_ranker("listwise", FakeBackend(reply)).rank([USERS[0]], [CANDS])[0]
+    order = [CANDS[i] for i in np.argsort(-r.scores)]
+    assert order[:2] == ["The Rock", "Heat"]
+    assert len(set(r.scores)) == len(CANDS)  # no ties
+    assert r.stats.parsed == 1 and r.stats.named == 3 and r.stats.invalid == 1
+
+    silent = lambda seed, key: make_ranker("listwise", FakeBackend(lambda p: ""), {"seed": seed}).rank(  # noqa: E731
+        [UserContext(key, HIST)], [CANDS])[0]
+    a, b = silent(0, 1), silent(0, 1)
+    assert np.array_equal(a.scores, b.scores) and sorted(a.scores) == list(range(1, len(CANDS) + 1))
+    assert a.stats.parsed == 0
+    orders = {tuple(np.argsort(silent(s, 1).scores)) for s in range(6)}
+    assert len(orders) > 1  # the order comes from the seed, not from the candidates' positions
+
+
+def test_bootstrap_orders_and_rank_average():
+    rng = user_rng(0, 5)
+    orders = candidate_orders(rng, 7, 3)
+    assert np.array_equal(orders[0], np.arange(7)) and all(sorted(o) == list(range(7)) for o in orders)
+    assert np.array_equal(positional_scores([2, 0, 2], 4, np.array([3, 1, 0, 2])), [3, 1, 4, 2])
+
+    shown = []
+
+    def first_shown(p):  # a fully position-biased model: always names the first candidate it is shown
+        cands = last_user(p).split("choose next:\n")[1].split("\n\n")[0].splitlines()
+        shown.append(cands)
+        return cands[0]
+
+    r = make_ranker("listwise", FakeBackend(first_shown), {"bootstrap": 3}).rank([USERS[0]], [CANDS])[0]
+    assert len(shown) == 3 and shown[0][0] == "1. GoldenEye"  # the given order first
+    assert len({tuple(s) for s in shown}) == 3
+    assert r.stats.requests == 3 and len(r.prompts) == 3
+
+
+def test_verbalizer_windows_and_merge():
+    assert [len(w) for w in windows(30, 20)] == [15, 15]
+    assert [len(w) for w in windows(20, 20)] == [20]
+    assert [len(w) for w in windows(41, 20)] == [14, 13, 14]
+    assert windows(0, 20) == []
+    many = [f"Movie {i}" for i in range(30)]
+    # the model likes "Movie 17" (in the second window) and is indifferent otherwise
+    lp = lambda p, lab, i: 0.0 if f"{lab}. Movie 17" in last_user(p) else -3.0  # noqa: E731
+    b = FakeBackend(label_logprob=lp)
+    r = make_ranker("verbalizer", b, {"window": 20}).rank([USERS[0]], [many])[0]
+    assert b.label_calls == [2] and len(r.prompts) == 2
+    assert int(np.argmax(r.scores)) == 17
+    first = last_user(b.label_prompts[0])
+    assert "A. Movie 0" in first and "O. Movie 14" in first and "P. " not in first
+
+
+def test_pointwise_prefix_is_shared_and_bootstrap_costs_nothing():
+    b = FakeBackend()
+    one = make_ranker("pointwise", b).rank(USERS, BATCH)
+    assert len(b.loglik_calls) == len(USERS)
+    prefix, conts = b.loglik_calls[0]
+    assert conts == CANDS and "GoldenEye" not in prompt_text(prefix)
+    b3 = FakeBackend()
+    three = make_ranker("pointwise", b3, {"bootstrap": 3}).rank(USERS, BATCH)
+    assert len(b3.loglik_calls) == len(USERS)  # the candidate order cannot change the prefix: computed once
+    assert all(np.array_equal(x.scores, y.scores) for x, y in zip(one, three))
+    s = make_ranker("pointwise", FakeBackend(), {"norm": "sum"}).rank(USERS[:1], BATCH[:1])[0]
+    assert not np.allclose(s.scores, one[0].scores)
+    bp = FakeBackend()
+    make_ranker("pointwise", bp, {"norm": "pmi"}).rank(USERS[:1], BATCH[:1])
+    assert len(bp.loglik_calls) == 2 and "Star Wars" not in prompt_text(bp.loglik_calls[1][0])
+
+
+def test_nir_steps_chain_and_summaries_are_reusable():
+    b = FakeBackend()
+    ranker = make_ranker("nir", b)
+    res = ranker.rank(USERS[:2], BATCH[:2])
+    steps = [prompt_text(p) for p in b.prompts]
+    assert len(steps) == 6
+    assert "Step 1" in steps[0] and "Step 2" not in steps[0]
+    assert "I like action movies." in steps[2] and "Step 2" in steps[2]  # step 2 carries step 1's answer
+    assert "1. A watched movie" in steps[4] and "Step 3" in steps[4]
+    r = res[0]
+    assert r.extras == {"summary": "I like action movies.", "selected": "1. A watched movie"}
+    assert ranker.summaries[1] == "I like action movies."
+    # the fake names the last 3 candidates shown, last first
+    top = [BATCH[0][i] for i in np.argsort(-r.scores)[:3]]
+    assert top == ["Clerks", "Fargo", "The Rock"]
+    b2 = FakeBackend()
+    assert make_ranker("nir", b2).summarise(USERS[:2], BATCH[:2]) == ["I like action movies."] * 2
+    assert b2.generate_calls == [2]
+
+
+def test_generation_stats_count_cached_answers():
+    class Cached(FakeBackend):
+        def generate(self, prompts, params=None, on_result=None):
+            out = super().generate(prompts, params, on_result)
+            return [Completion(c.text, c.prompt_tokens, c.completion_tokens, 0.0, cached=True) for c in out]
+
+    r = make_ranker("listwise", Cached()).rank(USERS[:1], BATCH[:1])[0]
+    assert r.stats.cached == 1 and r.stats.prompt_tokens > 0 and r.stats.completion_tokens > 0
