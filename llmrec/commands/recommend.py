@@ -95,6 +95,7 @@ def recommend(cfg: RecommendConfig, data_dir: str | None = None, backend: Any = 
 
     if not cfg.dataset or not cfg.user:
         raise ConfigError("recommend needs --dataset and --user")
+    scorer = LLMScorer(cfg.method, llm=cfg.llm, options=dict(cfg.options), seed=cfg.seed, backend=backend)
     ds = load_dataset(cfg.dataset, data_dir, cfg.data)
     split = leave_one_out(ds)
     u = ds.internal_user(cfg.user)
@@ -109,7 +110,6 @@ def recommend(cfg: RecommendConfig, data_dir: str | None = None, backend: Any = 
     items = items[items > 0]
     if not len(items):
         raise DataError(f"user {cfg.user!r}: protocol {cfg.protocol!r} gives no candidates")
-    scorer = LLMScorer(cfg.method, llm=cfg.llm, options=dict(cfg.options), seed=cfg.seed, backend=backend)
     scorer.fit(ds, split)
     users = np.array([u])
     hist = split.history(users, "test")  # (1, T): everything before the held-out test item
