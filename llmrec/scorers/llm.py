@@ -172,7 +172,7 @@ class LLMScorer:
         rep: dict[str, Any] = {
             "ranker": self.ranker_name,
             "llm": getattr(self._backend, "name", self.llm),
-            "options": {k: v for k, v in self.ranker_options.items()},
+            "options": {**self.ranker_options, "titles": self.cfg.titles},
             "users": self.users,
             "parse_rate": round(s.parsed / s.outputs, 4) if s.outputs else None,
             "invalid_item_rate": round(s.invalid / s.named, 4) if s.named else None,
