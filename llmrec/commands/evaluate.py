@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_evaluation(cfg: EvaluateConfig, data_dir: str | None = None) -> Any:
     """Load, split, build candidates, fit the scorer, evaluate: the whole `llmrec evaluate` as a function."""
+    import time
+
     import numpy as np
 
     from llmrec.data import leave_one_out, load_dataset
@@ -114,8 +116,14 @@ def run_evaluation(cfg: EvaluateConfig, data_dir: str | None = None) -> Any:
         rng = np.random.default_rng(cfg.seed)
         pick = np.sort(rng.choice(len(candidates.users), cfg.max_users, replace=False))
         candidates = candidates.subset(pick)
+    if hasattr(scorer, "bind_protocol"):  # e.g. a hybrid learning its weights on this protocol's validation twin
+        scorer.bind_protocol(cfg.protocol)
+    t = time.perf_counter()
     scorer.fit(dataset, split)
-    return evaluate(
+    fit_s = time.perf_counter() - t
+    result = evaluate(
         scorer, dataset, split, candidates, ks=tuple(cfg.k), batch_size=cfg.batch_size or None,
         max_history=cfg.max_history or None,
     )
+    result.scorer_report["fit_seconds"] = round(fit_s, 3)
+    return result
