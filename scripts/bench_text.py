@@ -45,6 +45,7 @@ from llmrec.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results" / "text_encoders.json"
 ADAPTER = "adapters/ml-100k-minilm-lora"
+DATA_DIR: str | None = None  # --data-dir (None: the usual data roots)
 SEED = 0
 METRICS = ("HR@10", "NDCG@10", "MRR")
 LLMREC = [sys.executable, "-m", "llmrec"]
@@ -57,6 +58,8 @@ def log(msg: str) -> None:
 def llmrec_evaluate(dataset: str, scorer: str, protocol: str) -> dict[str, Any]:
     """One `llmrec evaluate ... --json` run; returns its JSON plus the command."""
     cmd = ["evaluate", "--dataset", dataset, "--scorer", scorer, "--protocol", protocol, "--seed", str(SEED), "--json"]
+    if DATA_DIR:
+        cmd += ["--data-dir", DATA_DIR]
     t0 = time.perf_counter()
     out = subprocess.run(LLMREC + cmd, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
@@ -96,15 +99,21 @@ def section_main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---- adapters tuned inside the benchmark (kept in the cache, never committed) ---------------------------------
-def tuned_adapter(dataset: Any, split: Any, name: str, epochs: int) -> tuple[Path, dict[str, Any]]:
+def tuned_adapter(dataset: Any, split: Any, name: str, tune: list[str]) -> tuple[Path, dict[str, Any]]:
+    """An adapter tuned like the shipped one (`--tune KEY=VALUE` overrides), cached by split and settings."""
+    import hashlib
+
+    from llmrec.config import load_config, to_dict
     from llmrec.encoders.lora import LoraTuneConfig, read_manifest, tune_encoder
 
-    out = cache_dir() / "bench-text" / "adapters" / f"{name}-{split.hash}-e{epochs}"
+    cfg = load_config(LoraTuneConfig, None, tune, base={"seed": SEED})
+    tag = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    out = cache_dir() / "bench-text" / "adapters" / f"{name}-{split.hash}-{tag}"
     if (out / "manifest.json").is_file() and not (out / "checkpoint.pt").is_file():
         log(f"reusing adapter {out}")
         return out, read_manifest(out) or {}
     log(f"tuning adapter {out}")
-    manifest = tune_encoder(dataset, split, LoraTuneConfig(epochs=epochs, seed=SEED), out, name=name)
+    manifest = tune_encoder(dataset, split, cfg, out, name=name)
     return out, manifest
 
 
@@ -112,7 +121,8 @@ def adapter_summary(manifest: dict[str, Any]) -> dict[str, Any]:
     t = manifest.get("training", {})
     return {"dataset": manifest.get("dataset", {}).get("name"), "split_hash": manifest.get("dataset", {}).get("split_hash"),
             "objective": manifest.get("objective"), "epochs": t.get("epochs"), "steps": t.get("steps"),
-            "train_seconds": t.get("seconds"), "valid": manifest.get("metrics", {}).get("valid")}
+            "train_seconds": t.get("seconds"), "valid": manifest.get("metrics", {}).get("valid"),
+            "config": manifest.get("config")}
 
 
 # ---- cold start ---------------------------------------------------------------------------------------------
@@ -125,8 +135,10 @@ def section_coldstart(args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.scorers import ScorerContext, build_scorer
     from llmrec.types import ScoreBatch
 
-    cs = cold_start_split(load_dataset("ml-100k"), frac=0.1, seed=SEED)
-    adapter, manifest = tuned_adapter(cs.dataset, cs.split, "ml-100k-coldstart", args.epochs)
+    cs = cold_start_split(load_dataset("ml-100k", DATA_DIR), frac=args.cold_frac, seed=SEED)
+    if len(cs.users) == 0:
+        raise SystemExit(f"no user's test item is among the {len(cs.cold_items)} cold items; raise --cold-frac")
+    adapter, manifest = tuned_adapter(cs.dataset, cs.split, "ml-100k-coldstart", args.tune)
     scorers = ["pop", "itemknn", "text:minilm", f"text:minilm+{adapter}", "text:minilm@seq",
                f"text:minilm+{adapter}@seq"]
     cold = torch.from_numpy(cs.cold_items)
@@ -155,7 +167,7 @@ def section_coldstart(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"scorer": name, "users": "warm test targets", "protocol": res.protocol,
                      "n_users": len(res.per_user), "n_candidates": res.n_candidates,
                      **{k: round(res.metrics[k], 4) for k in METRICS}})
-    return {"dataset": "ml-100k", "cold_frac": 0.1, "cold_seed": SEED, "cold_items": int(len(cs.cold_items)),
+    return {"dataset": "ml-100k", "cold_frac": args.cold_frac, "cold_seed": SEED, "cold_items": int(len(cs.cold_items)),
             "cold_users": int(len(cs.users)), "warm_users": int(len(cs.warm_users)),
             "removed_interactions": cs.dataset.meta["removed_interactions"], "split_hash": cs.split.hash,
             "split": "interactions with cold items removed except users' last ones; then leave-one-out by time",
@@ -169,7 +181,7 @@ def write_year_folders() -> tuple[Path, Path]:
 
     from llmrec.data import load_dataset
 
-    ds = load_dataset("ml-100k")
+    ds = load_dataset("ml-100k", DATA_DIR)
     root = cache_dir() / "bench-text" / "ml-100k-by-year"
     frame = ds.items.frame
     year = pd.to_numeric(frame["year"], errors="coerce")
@@ -205,7 +217,7 @@ def section_transfer(args: argparse.Namespace) -> dict[str, Any]:
         sp = leave_one_out(ds)
         info[role] = {"folder": folder.name, "users": ds.n_users, "items": ds.n_items,
                       "interactions": ds.n_interactions, "split_hash": sp.hash}
-        adapters[role] = tuned_adapter(ds, sp, folder.name, args.epochs)
+        adapters[role] = tuned_adapter(ds, sp, folder.name, args.tune)
     rows = []
     scorers = [("pop", "pop"), ("itemknn", "itemknn"), ("frozen MiniLM (zero-shot)", "text:minilm"),
                ("MiniLM + adapter tuned on source (zero-shot transfer)", f"text:minilm+{adapters['source'][0]}"),
@@ -232,7 +244,7 @@ def section_throughput(args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.encoders.lora import LoraTuneConfig, attach_lora, lora_parameters
     from llmrec.encoders.text_encoder import TextEncoder, resolve_model
 
-    ds = load_dataset("ml-100k")
+    ds = load_dataset("ml-100k", DATA_DIR)
     texts = item_sentences(ds.items)
     enc = TextEncoder.load("minilm")
     raw = SentenceTransformer(resolve_model("minilm"), device="cpu")
@@ -374,13 +386,21 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    global ADAPTER, DATA_DIR, RESULTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default="main,coldstart,transfer,throughput")
+    ap.add_argument("--adapter", default=ADAPTER, help="the shipped adapter folder for the main table")
+    ap.add_argument("--data-dir", default=None, help="data root holding ml-100k (a smoke test uses tests/fixtures)")
+    ap.add_argument("--results", default=str(RESULTS), help="JSON to write (the Markdown goes beside it)")
     ap.add_argument("--sasrec", default=None, help="a SASRec run folder for `run:` in the main table")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs of the adapters tuned inside the benchmark")
+    ap.add_argument("--tune", action="append", default=[], metavar="KEY=VALUE",
+                    help="LoraTuneConfig override for the adapters tuned inside the benchmark (match the shipped "
+                    "adapter's settings, e.g. --tune epochs=1 --tune objectives=[next_item,cooc])")
+    ap.add_argument("--cold-frac", type=float, default=0.1, help="coldstart: fraction of items held out")
     ap.add_argument("--repeats", type=int, default=5, help="throughput: interleaved encode runs")
     ap.add_argument("--steps", type=int, default=10, help="throughput: timed LoRA steps per objective")
     args = ap.parse_args()
+    ADAPTER, DATA_DIR, RESULTS = args.adapter, args.data_dir, Path(args.results)
     res: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     fns = {"main": section_main, "coldstart": section_coldstart, "transfer": section_transfer,
            "throughput": section_throughput}
