@@ -43,6 +43,11 @@ from llmrec.llm.base import (
 
 T = TypeVar("T")
 
+WIDE_TOP_LOGPROBS = (
+    256  # what `llmrec serve-llm` allows (--max-logprobs); covers the labels of typical prompts
+)
+DEFAULT_MAX_LOGPROBS = 20  # vLLM's default --max-logprobs
+
 
 def vllm_request_kwargs(
     endpoint: Literal["chat", "completions"],
@@ -151,7 +156,8 @@ class OpenAIBackend:
         api_key: default `$OPENAI_API_KEY`, else "EMPTY" (vLLM accepts any key unless started with --api-key).
         pricing: US$ per million tokens, for priced APIs (default 0).
         top_logprobs: how many next-token log-probs `score_labels` asks for at once (server cap: --max-logprobs);
-            labels outside them are computed exactly with a second request.
+            labels outside them are computed exactly with a second, slower request. Default: WIDE_TOP_LOGPROBS
+            if the server allows it (`llmrec serve-llm` starts vLLM with --max-logprobs WIDE_TOP_LOGPROBS), else 20.
         context_length: override; default the server's `max_model_len` from /v1/models.
     """
 
@@ -167,7 +173,7 @@ class OpenAIBackend:
         max_backoff_s: float = 8.0,
         api_key: str | None = None,
         pricing: Pricing | None = None,
-        top_logprobs: int = 20,
+        top_logprobs: int | None = None,
         context_length: int | None = None,
     ) -> None:
         import os
@@ -181,7 +187,7 @@ class OpenAIBackend:
         self.max_backoff_s = float(max_backoff_s)
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.pricing = pricing or Pricing()
-        self.top_logprobs = int(top_logprobs)
+        self._top_k: int | None = None if top_logprobs is None else max(1, int(top_logprobs))
         self._model = model or None
         self._context_length = context_length
         self.usage = Usage()
@@ -453,18 +459,7 @@ class OpenAIBackend:
         client, _ = self._client()
         ids = await self._tokenize(prompt)
         t0 = time.perf_counter()
-        kw = vllm_request_kwargs(
-            "completions",
-            GenerationParams(max_tokens=1),
-            top_logprobs=max(1, self.top_logprobs),
-            token_ids_in_logprobs=True,
-        )
-        top = await self._call(
-            "score_labels",
-            lambda: _parsed(
-                lambda: client.completions.create(model=self._model, prompt=ids, **kw), _parse_top
-            ),
-        )
+        top = await self._top_logprobs(client, ids)
         logprobs = [top.get(t) for t in lab]
         missing = [c for c, v in enumerate(logprobs) if v is None]
         if missing:  # outside the top-k: log-prob of the label as the prompt's next token, exactly
@@ -483,6 +478,34 @@ class OpenAIBackend:
         if on_result is not None:
             on_result(i, s)
         return s
+
+    async def _top_logprobs(self, client: Any, ids: list[int]) -> dict[int, float]:
+        """{token id: log-prob} of the k most likely next tokens. With `top_logprobs` unset, k starts at
+        WIDE_TOP_LOGPROBS (servers started by `llmrec serve-llm` allow it) and drops to vLLM's default cap of 20
+        for good if the server refuses; the fewer labels fall outside, the fewer exact (slow) follow-ups."""
+
+        def request(k: int) -> Awaitable[dict[int, float]]:
+            kw = vllm_request_kwargs(
+                "completions", GenerationParams(max_tokens=1), top_logprobs=k, token_ids_in_logprobs=True
+            )
+            return self._call(
+                "score_labels",
+                lambda: _parsed(
+                    lambda: client.completions.create(model=self._model, prompt=ids, **kw), _parse_top
+                ),
+            )
+
+        if self._top_k is not None:
+            return await request(self._top_k)
+        try:
+            top = await request(WIDE_TOP_LOGPROBS)
+        except BackendError as e:
+            if "HTTP 400" not in str(e) or "logprob" not in str(e).lower():
+                raise
+            self._top_k = DEFAULT_MAX_LOGPROBS
+            return await request(self._top_k)
+        self._top_k = WIDE_TOP_LOGPROBS
+        return top
 
     async def _prompt_logprobs(self, rows: list[list[int]], start: int, what: str) -> list[list[float]]:
         """For each token-id row, the log-probs of its own tokens from position `start` on (vLLM prompt_logprobs)."""

@@ -114,6 +114,11 @@ def server_command(cfg: ServerConfig, python: str, model_path: str, port: int) -
         cmd += ["--max-model-len", str(cfg.max_model_len)]
     if not has_gpu():
         cmd += ["--enforce-eager"]
+    if not any(a.startswith("--max-logprobs") for a in cfg.extra_args):
+        # label scoring reads the next-token top-k; vLLM's default cap of 20 misses many labels (A..T)
+        from llmrec.llm.openai_compat import WIDE_TOP_LOGPROBS
+
+        cmd += ["--max-logprobs", str(WIDE_TOP_LOGPROBS)]
     return cmd + list(cfg.extra_args)
 
 

@@ -27,6 +27,7 @@ from llmrec.llm.base import (
     is_chat,
 )
 from llmrec.llm.models import resolve_model
+from llmrec.llm.openai_compat import WIDE_TOP_LOGPROBS
 
 
 def _import_vllm() -> Any:
@@ -72,9 +73,10 @@ class VLLMBackend:
     """vLLM `LLM` engine in-process. `model`: alias, folder or hub id; `engine_options` go to `vllm.LLM`
     (e.g. dtype="bfloat16", max_model_len=4096, gpu_memory_utilization=0.8, enable_lora=True)."""
 
-    def __init__(self, model: str, *, top_logprobs: int = 20, **engine_options: Any) -> None:
+    def __init__(self, model: str, *, top_logprobs: int = WIDE_TOP_LOGPROBS, **engine_options: Any) -> None:
         self._vllm = _import_vllm()
         path = resolve_model(model)
+        engine_options.setdefault("max_logprobs", max(top_logprobs, 20))  # see score_labels
         self.llm = self._vllm.LLM(model=path, **engine_options)
         self.tokenizer = self.llm.get_tokenizer()
         self.name = f"vllm:{model}"

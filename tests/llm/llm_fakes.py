@@ -41,6 +41,7 @@ class FakeServer:
     hits: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
+    max_logprobs: int = 20  # the scripted vLLM's --max-logprobs
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

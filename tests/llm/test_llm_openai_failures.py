@@ -139,7 +139,7 @@ def test_server_without_tokenize_endpoint(fake_server):
 
 
 def test_concurrency_is_bounded(fake_server):
-    fake_server.routes["/v1/chat/completions"] = lambda req: Reply(body=chat_reply("ok"), delay_s=0.15)
+    fake_server.routes["/v1/chat/completions"] = lambda req: Reply(body=chat_reply("ok"), delay_s=0.4)
     b = backend(fake_server.url, concurrency=3)
     seen = []
     out = b.generate([CHAT] * 12, on_result=lambda i, c: seen.append(i))
@@ -169,7 +169,7 @@ def test_first_failure_stops_the_batch(fake_server):
 
 
 # ---- the vLLM extras, against a scripted vLLM ------------------------------------------------------------
-def fake_vllm(fake_server):
+def fake_vllm(fake_server, max_logprobs: int = 20):
     """/tokenize splits on characters (one token per character, ids = code points); completions return
     top-k next-token log-probs (token_id:N) and prompt_logprobs computed from a fixed rule."""
 
@@ -184,6 +184,9 @@ def fake_vllm(fake_server):
         return Reply(body={"count": len(text), "max_model_len": 256, "tokens": [ord(c) for c in text]})
 
     def completions(req):
+        if (req.get("logprobs") or 0) > fake_server.max_logprobs:
+            msg = f"Requested logprobs of {req['logprobs']}, which is greater than max allowed: {fake_server.max_logprobs}"
+            return Reply(400, {"error": {"message": msg, "code": 400}})
         prompts = req["prompt"] if isinstance(req["prompt"][0], list) else [req["prompt"]]
         choices = []
         for i, p in enumerate(prompts):
@@ -212,6 +215,7 @@ def fake_vllm(fake_server):
             }
         )
 
+    fake_server.max_logprobs = max_logprobs
     fake_server.routes["/tokenize"] = tokenize
     fake_server.routes["/v1/completions"] = completions
     return lp
@@ -231,6 +235,21 @@ def test_score_labels_top_k_and_exact_fallback(fake_server):
     sent = [r for p, r in fake_server.requests if p == "/v1/completions"]
     assert sent[0]["return_tokens_as_token_ids"] is True and sent[0]["max_tokens"] == 1
     assert any(r.get("prompt_logprobs") == 0 for r in sent)
+
+
+@pytest.mark.parametrize("server_max", [20, 256])
+def test_score_labels_wide_top_k_when_the_server_allows(fake_server, server_max):
+    """Default top-k: 256 if the server allows it (serve-llm raises --max-logprobs), else vLLM's 20, learnt once."""
+    lp = fake_vllm(fake_server, max_logprobs=server_max)
+    b = backend(fake_server.url)
+    for _ in range(2):
+        (s,) = b.score_labels([[{"role": "user", "content": "x"}]], ["A", "B"])
+        assert s.logprobs == pytest.approx([lp(ord(">"), ord("A")), lp(ord(">"), ord("B"))])
+    asked = [
+        r.get("logprobs") for p, r in fake_server.requests if p == "/v1/completions" and r.get("logprobs")
+    ]
+    assert asked == ([256, 20, 20] if server_max == 20 else [256, 256])
+    b.close()
 
 
 def test_loglik_reads_prompt_logprobs_of_the_continuation(fake_server):
