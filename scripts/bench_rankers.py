@@ -19,9 +19,9 @@ history titles, one shared response cache (reruns are free; an interrupted run r
 row answered partly from the cache is scaled to the requests that reached the model; a row answered wholly from
 the cache keeps the time measured when it was computed.
 
-Run: `.venv/bin/python scripts/bench_rankers.py [--stages nir timing sampled uf] [--sample 30]`. Each row holds
-/tmp/llmrec-bench.lock while it runs (the machine's shared benchmark lock), so other benchmarks interleave
-with the rows instead of running beside them. Writes eval/results/llm_rankers.{json,md} after every stage.
+Run alone on the machine: `flock /tmp/llmrec-bench.lock .venv/bin/python scripts/bench_rankers.py [--stages nir
+timing sampled uf] [--sample 30]` (or `--row-lock` without the outer flock: the lock is then taken per LLM row).
+Writes eval/results/llm_rankers.{json,md} after every stage.
 """
 
 from __future__ import annotations
@@ -88,10 +88,16 @@ def label(ranker: str, opts: dict[str, Any]) -> str:
     return f"llm:{ranker}" + (f" ({extra})" if extra else "")
 
 
+ROW_LOCK = False  # --row-lock: take the lock per LLM row (never under an outer `flock` on the same file: deadlock)
+
+
 @contextlib.contextmanager
 def bench_lock() -> Iterator[None]:
-    """Hold the machine's shared benchmark lock for one row, so no other benchmark runs meanwhile (rows, not the
-    whole script, take it: other agents' benchmarks interleave instead of waiting hours)."""
+    """With --row-lock, hold the machine's shared benchmark lock for one row, so other benchmarks interleave with
+    the rows instead of running beside them."""
+    if not ROW_LOCK:
+        yield
+        return
     with open(LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -279,8 +285,9 @@ def markdown(res: dict[str, Any]) -> str:
     out = [
         "# Zero-shot LLM rankers",
         "",
-        f"Reproduce: `{res['command']}` (about {res.get('compute_minutes', '?')} min of CPU here; reruns hit the "
-        "response cache).",
+        f"Reproduce: `{res['command']}` (stages took "
+        + ", ".join(f"{k} {v} min" for k, v in res.get("stage_minutes", {}).items())
+        + "; nir, uf and sampled ran in parallel worker processes, timing alone; reruns hit the response cache).",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), torch {m['torch']}, {m['date']}. "
         f"Model: `{LLM}` (SmolLM2-135M-Instruct, fp32, 1 torch thread, greedy). Every ranker sees the last "
@@ -353,8 +360,8 @@ NOTES = [
     "the target, because ranking all 943 with generation is too slow on this 2-core CPU; their HR@10, NDCG@10 "
     "and MRR are the sums over those users divided by 943, which is exact: for every other user the target is "
     "not a candidate, so the rank is infinite whatever the model says. The harness chose the subset from the "
-    "candidate file; no ranker saw a target. Those users' prompts equal the `nir` rows' prompts, so they came "
-    "from the cache.",
+    "candidate file; no ranker saw a target. (The candidate sets are the published ones, in vote order rather than "
+    "the paper's prompt order, so the prompts differ from the `nir` rows'.)",
     "`sampled:19`: generative rankers ranked a seeded sample of users (the `--max-users N --seed 0` sample); "
     "the baselines and cheap rankers are shown on the same sample as well as on all 943 users.",
     "parse rate: generated answers from which at least one candidate was read; invalid items: answer entries "
@@ -362,25 +369,48 @@ NOTES = [
     "log-probabilities, so nothing can fail to parse. Candidates a model never names follow the named ones in a "
     "seeded random order.",
     "Tokens count every request as sent and answered (cached ones included: they describe the method). "
-    "s/user is wall time of the ranker calls per user on a shared 2-core machine with 1 torch thread: "
-    "orientation, not a benchmark; the speed table compares rankers within one run.",
+    "s/user is wall time of the ranker calls per user with 1 torch thread on a 2-core machine: orientation, not a "
+    "benchmark. The quality rows were computed by three worker processes at once (while the run held the "
+    "machine's benchmark lock), so their s/user is about 1.5x that of one process alone; the speed table ran "
+    "alone and compares rankers on the same users. A row answered wholly from the response cache (pointwise "
+    "with bootstrap 3: the same requests as bootstrap 1) shows no time.",
 ]
+
+
+PARALLEL = [["nir"], ["uf"], ["sampled"]]  # worker processes of a full run; then timing, alone
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """A full run: the quality stages in parallel worker processes (one model each, 1 thread each: the 2 cores
+    are busy and this run holds the benchmark lock), then the timing stage alone."""
+    import subprocess
+
+    base = [sys.executable, str(Path(__file__).resolve()), "--sample", str(args.sample)]
+    procs = [subprocess.Popen(base + ["--stages", *stages]) for stages in PARALLEL]
+    codes = [p.wait() for p in procs]
+    rc = subprocess.call(base + ["--stages", "timing", "--timing-users", str(args.timing_users),
+                                 "--latency-users", str(args.latency_users)])
+    return max(codes + [rc])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
+    ap.add_argument("--stages", nargs="+", default=None, choices=STAGES,
+                    help="stages to run in this process (default: all, nir/uf/sampled in parallel workers)")
     ap.add_argument("--sample", type=int, default=30, help="users for generative rankers on sampled:19")
     ap.add_argument("--timing-users", type=int, default=16)
     ap.add_argument("--latency-users", type=int, default=4)
+    ap.add_argument("--row-lock", action="store_true", help=f"take {LOCK} per LLM row (not under flock)")
     args = ap.parse_args()
+    global ROW_LOCK
+    ROW_LOCK = args.row_lock
+    if args.stages is None:
+        return run_all(args)
 
-    path = OUT.with_suffix(".json")
-    old = json.loads(path.read_text()) if path.exists() else {"rows": []}
     sh = Shared()
     t0 = time.perf_counter()
     new_rows: list[dict[str, Any]] = []
-    minutes = dict(old.get("stage_minutes", {}))
+    minutes: dict[str, float] = {}
     for stage in args.stages:
         t = time.perf_counter()
         if stage == "nir":
@@ -391,15 +421,27 @@ def main() -> int:
             new_rows += stage_sampled(sh, args.sample)
         else:
             new_rows += stage_timing(sh, args.timing_users, args.latency_users)
-        # keep the longest time a stage took: a rerun answered from the cache is not the cost of computing it
-        minutes[stage] = max(minutes.get(stage, 0.0), round((time.perf_counter() - t) / 60, 1))
-        write(old, new_rows, minutes)  # after every stage: an interrupted run keeps what it finished
+        minutes[stage] = round((time.perf_counter() - t) / 60, 1)
+        write(new_rows, minutes)  # after every stage: an interrupted run keeps what it finished
     print(f"wrote {OUT}.json/.md ({(time.perf_counter() - t0) / 60:.1f} min)")
     return 0
 
 
-def write(old: dict[str, Any], new_rows: list[dict[str, Any]], minutes: dict[str, float]) -> None:
+def write(new_rows: list[dict[str, Any]], minutes: dict[str, float]) -> None:
+    """Merge this process's stages into the results on disk (other workers may write theirs meanwhile)."""
     path = OUT.with_suffix(".json")
+    with open("/tmp/llmrec-bench-rankers-results.lock", "a") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.exists() else {"rows": []}
+        _write(old, new_rows, minutes)
+        fcntl.flock(lk, fcntl.LOCK_UN)
+
+
+def _write(old: dict[str, Any], new_rows: list[dict[str, Any]], minutes: dict[str, float]) -> None:
+    path = OUT.with_suffix(".json")
+    # keep the longest time a stage took: a rerun answered from the cache is not the cost of computing it
+    minutes = {**old.get("stage_minutes", {}),
+               **{k: max(v, old.get("stage_minutes", {}).get(k, 0.0)) for k, v in minutes.items()}}
     # a row answered wholly from the cache keeps the time measured when it was computed
     key = lambda r: (r["stage"], r["dataset"], r["protocol"], r["scorer"], str(r["users"]))  # noqa: E731
     before = {key(r): r for r in old["rows"]}
@@ -412,7 +454,7 @@ def write(old: dict[str, Any], new_rows: list[dict[str, Any]], minutes: dict[str
     rows.sort(key=lambda r: STAGES.index(r["stage"]))
     res = {
         "title": "Zero-shot LLM rankers on ML-100K",
-        "command": ".venv/bin/python scripts/bench_rankers.py",
+        "command": "flock /tmp/llmrec-bench.lock .venv/bin/python scripts/bench_rankers.py",
         "machine": {**machine_info()},
         "llm": LLM,
         "history_len": HISTORY,

@@ -14,7 +14,8 @@ Length normalisation (`norm`):
 
 Position bias: the candidates are not in the prompt, so their order cannot matter and bootstrapping is exact
 without extra cost — the K "permutations" give identical scores, so they are computed once (documented, and
-tested: scores with bootstrap 3 equal those with bootstrap 1).
+tested: scores with bootstrap 3 equal those with bootstrap 1). The titles go to the backend sorted and
+without duplicates, so the request (and its response-cache entry) is the same for any presentation order.
 """
 
 from __future__ import annotations
@@ -75,16 +76,20 @@ class PointwiseRanker:
             if not titles:
                 out.append(RankResult(np.zeros(0), stats, [prefix]))
                 continue
-            res = self.backend.loglik(prefix, list(titles))
+            # one request per distinct title, in a canonical (sorted) order: the request, and so its cache
+            # entry, is the same whatever order or protocol presents the candidates
+            uniq = sorted(set(titles))
+            back = np.array([uniq.index(t) for t in titles])  # (C,) position of each candidate in `uniq`
+            res = self.backend.loglik(prefix, uniq)
             stats += _loglik_stats(res)
             scores = self._scores(res)
             prompts = [prefix]
             if null is not None:
-                base = self.backend.loglik(null, list(titles))
+                base = self.backend.loglik(null, uniq)
                 stats += _loglik_stats(base)
                 scores = scores - self._scores(base)
                 prompts.append(null)
-            out.append(RankResult(scores, stats, prompts))
+            out.append(RankResult(scores[back], stats, prompts))
         return out
 
 

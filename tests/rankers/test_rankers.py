@@ -124,7 +124,8 @@ def test_pointwise_prefix_is_shared_and_bootstrap_costs_nothing():
     one = make_ranker("pointwise", b).rank(USERS, BATCH)
     assert len(b.loglik_calls) == len(USERS)
     prefix, conts = b.loglik_calls[0]
-    assert conts == CANDS and "GoldenEye" not in prompt_text(prefix)
+    assert conts == sorted(CANDS) and "GoldenEye" not in prompt_text(prefix)
+    assert b.loglik_calls[1][1] == sorted(CANDS)  # another order of the same candidates: the same request
     b3 = FakeBackend()
     three = make_ranker("pointwise", b3, {"bootstrap": 3}).rank(USERS, BATCH)
     assert len(b3.loglik_calls) == len(USERS)  # the candidate order cannot change the prefix: computed once
