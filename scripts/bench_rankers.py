@@ -133,7 +133,12 @@ def run_row(stage: str, ds: Any, split: Any, cands: CandidateSet, scorer: Any, n
             s_per_user=(round(rep["wall_s"] * req / (calls * rep["users"]), 3) if calls else None),
         )
     print(json.dumps({k: row[k] for k in row if k not in ("candidates_hash",)}), flush=True)
+    DONE.append(row)
+    write(DONE, {})  # after every row: an interrupted run keeps what it finished
     return row
+
+
+DONE: list[dict[str, Any]] = []  # rows this process finished, in order
 
 
 def seeded_sample(cands: CandidateSet, n: int) -> CandidateSet:
@@ -186,9 +191,12 @@ def published_gpt35(ds: Any, split: Any, cands: CandidateSet) -> list[dict[str, 
         table.update({(int(u), int(i)): float(v) for i, v in zip(items, s)})
     row = run_row("nir", ds, split, cands, FixedScores(table), "gpt-3.5 (published answers, llmrec parser)", "170")
     row.update(parse_rate=round(parsed_n / len(cands.users), 4), invalid_item_rate=round(invalid / named, 4))
+    DONE.remove(row)
     paper = {"stage": "nir", "dataset": ds.name, "protocol": "nir", "scorer": "gpt-3.5 (paper: authors' Hit@10)",
              "users": "170", "n_ranked": 170, "n_users": 170, "HR@10": cands.meta.get("gpt35_hit_at_10"),
              "NDCG@10": None, "MRR": None}
+    DONE.extend([paper, row])
+    write(DONE, {})
     return [paper, row]
 
 
@@ -409,20 +417,19 @@ def main() -> int:
 
     sh = Shared()
     t0 = time.perf_counter()
-    new_rows: list[dict[str, Any]] = []
     minutes: dict[str, float] = {}
     for stage in args.stages:
         t = time.perf_counter()
         if stage == "nir":
-            new_rows += stage_nir(sh)
+            stage_nir(sh)
         elif stage == "uf":
-            new_rows += stage_uf(sh)
+            stage_uf(sh)
         elif stage == "sampled":
-            new_rows += stage_sampled(sh, args.sample)
+            stage_sampled(sh, args.sample)
         else:
-            new_rows += stage_timing(sh, args.timing_users, args.latency_users)
+            stage_timing(sh, args.timing_users, args.latency_users)
         minutes[stage] = round((time.perf_counter() - t) / 60, 1)
-        write(new_rows, minutes)  # after every stage: an interrupted run keeps what it finished
+        write(DONE, minutes)
     print(f"wrote {OUT}.json/.md ({(time.perf_counter() - t0) / 60:.1f} min)")
     return 0
 
