@@ -65,7 +65,7 @@ def main() -> None:
         best = min(times)
         rows.append({
             "scorer": scorer.name, "users": len(cands.users), "items": ds.n_items,
-            "seconds (best of %d)" % args.repeats: round(best, 3),
+            f"seconds (best of {args.repeats})": round(best, 3),
             "users/s": round(len(cands.users) / best),
             "peak RSS MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "NDCG@10": res.metrics["NDCG@10"],

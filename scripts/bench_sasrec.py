@@ -36,8 +36,12 @@ def locked(cmd: list[str], lock: bool) -> list[str]:
     return (["flock", LOCK] + cmd) if lock and Path("/usr/bin/flock").exists() else cmd
 
 
-def train_run(dataset: str, seed: int, run_dir: Path, lock: bool, extra: list[str]) -> dict:
-    cmd = [PY, "-m", "llmrec", "pretrain", "--config", str(ROOT / "eval" / "configs" / f"sasrec_{dataset}.yaml"),
+def config_path(dataset: str, variant: str) -> Path:
+    return ROOT / "eval" / "configs" / f"sasrec_{dataset}{'_' + variant if variant else ''}.yaml"
+
+
+def train_run(dataset: str, seed: int, run_dir: Path, lock: bool, extra: list[str], variant: str = "") -> dict:
+    cmd = [PY, "-m", "llmrec", "pretrain", "--config", str(config_path(dataset, variant)),
            "--seed", str(seed), "--out", str(run_dir), "--no-progress", *extra]
     t0 = time.perf_counter()
     subprocess.run(locked(cmd, lock), check=True, cwd=ROOT)
@@ -67,11 +71,11 @@ def n_targets(dataset: str) -> int:
     return int(np.maximum(e - s - 1, 0).sum())
 
 
-def summarise(dataset: str, seed: int, res: dict, sampled: dict | None, targets: int) -> dict:
+def summarise(dataset: str, seed: int, res: dict, sampled: dict | None, targets: int, variant: str = "") -> dict:
     st = res["stages"][0]
     epoch_s = st["train_seconds"] / max(1, st["epochs_run"])
     row = {
-        "dataset": dataset, "seed": seed,
+        "dataset": dataset, "seed": seed, "config": config_path(dataset, variant).relative_to(ROOT).as_posix(),
         "test_full": {k: round(v, 4) for k, v in res["test"].items() if k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR")},
         "best_valid_NDCG@10": round(st["best_valid_NDCG@10"], 4), "best_epoch": st["best_epoch"],
         "epochs_run": st["epochs_run"], "seconds_to_best": st["seconds_to_best"],
@@ -96,17 +100,20 @@ def markdown(rows: list[dict], recbole: dict) -> str:
         "the user's history masked, ties pessimistic; **sampled:100** = the SASRec paper's protocol, 100 negatives",
         "drawn uniformly (seed 0, saved and hashed) from items the user never interacted with. Model: SASRec,",
         "hidden 64, 2 layers, 1 head, FFN 256, max length 50, dropout 0.5 (Amazon) / 0.2 (ml-100k), Adam lr 1e-3,",
-        "batch 256 windows, early stopping on validation NDCG@10 (patience 10). Configs: `eval/configs/sasrec_*.yaml`.",
+        "batch 256 windows, early stopping on validation NDCG@10 (patience 10), unless the config column names a",
+        "variant (e.g. `sasrec_beauty_h128.yaml`: hidden 128, 2 heads, patience 6). Configs: `eval/configs/sasrec_*.yaml`.",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), torch threads 2, "
         f"{platform.python_version()}.",
         "",
-        "| data set | seed | test HR@10 | test NDCG@10 | sampled:100 HR@10 | sampled:100 NDCG@10 | best valid NDCG@10 | best epoch | s to best | s / epoch | seq/s | targets/s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data set | config | seed | test HR@10 | test NDCG@10 | sampled:100 HR@10 | sampled:100 NDCG@10 | best valid NDCG@10 | best epoch | s to best | s / epoch | seq/s | targets/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r.get("test_sampled100", {})
+        cfg = Path(r.get("config", "sasrec_" + r["dataset"] + ".yaml")).name
         lines.append(
-            f"| {r['dataset']} | {r['seed']} | {r['test_full']['HR@10']:.4f} | {r['test_full']['NDCG@10']:.4f} | "
+            f"| {r['dataset']} | `{cfg}` | {r['seed']} | "
+            f"{r['test_full']['HR@10']:.4f} | {r['test_full']['NDCG@10']:.4f} | "
             f"{s.get('HR@10', float('nan')):.4f} | {s.get('NDCG@10', float('nan')):.4f} | "
             f"{r['best_valid_NDCG@10']:.4f} | {r['best_epoch']} | {r['seconds_to_best']:.0f} | "
             f"{r['epoch_train_seconds']:.1f} | {r['sequences_per_second']:.0f} | {r['targets_per_second']:.0f} | "
@@ -114,7 +121,7 @@ def markdown(rows: list[dict], recbole: dict) -> str:
         )
     by_ds: dict[str, list[dict]] = {}
     for r in rows:
-        by_ds.setdefault(r["dataset"], []).append(r)
+        by_ds.setdefault(r["dataset"], []).append(r)  # first row per data set: the default config
     multi = {d: rs for d, rs in by_ds.items() if len(rs) > 1}
     if multi:
         lines += ["", "Mean ± std over seeds:", "", "| data set | seeds | test HR@10 | test NDCG@10 |", "|---|---|---|---|"]
@@ -161,6 +168,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "eval" / "results" / "sasrec"))
     ap.add_argument("--no-lock", action="store_true", help="don't take /tmp/llmrec-bench.lock")
     ap.add_argument("--no-sampled", action="store_true", help="skip the sampled:100 evaluation")
+    ap.add_argument("--variant", default="", help="config eval/configs/sasrec_<dataset>_<variant>.yaml")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="passed to llmrec pretrain --set")
     args = ap.parse_args()
     out = Path(args.out)
@@ -170,14 +178,16 @@ def main() -> int:
     for dataset in args.datasets:
         targets = n_targets(dataset)
         for seed in args.seeds:
-            if any(r["dataset"] == dataset and r["seed"] == seed for r in done):
+            cfg = config_path(dataset, args.variant).relative_to(ROOT).as_posix()
+            if any(r["dataset"] == dataset and r["seed"] == seed
+                   and r.get("config", f"eval/configs/sasrec_{dataset}.yaml") == cfg for r in done):
                 continue  # delete the row from the JSON to rerun it
-            run_dir = Path(args.runs) / f"sasrec-{dataset}-s{seed}"
+            run_dir = Path(args.runs) / f"sasrec-{dataset}{'-' + args.variant if args.variant else ''}-s{seed}"
             extra = [x for s in args.extra for x in ("--set", s)]
             print(f"== SASRec {dataset} seed {seed} → {run_dir}", file=sys.stderr)
-            res = train_run(dataset, seed, run_dir, not args.no_lock, extra)
+            res = train_run(dataset, seed, run_dir, not args.no_lock, extra, args.variant)
             sampled = None if args.no_sampled else evaluate_run(dataset, run_dir, "sampled:100")
-            row = summarise(dataset, seed, res, sampled, targets)
+            row = summarise(dataset, seed, res, sampled, targets, args.variant)
             print(json.dumps(row), file=sys.stderr)
             done.append(row)
             store.write_text(json.dumps({"runs": done}, indent=2) + "\n")
