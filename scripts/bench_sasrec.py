@@ -119,6 +119,12 @@ def markdown(rows: list[dict], recbole: dict) -> str:
             f"{r['epoch_train_seconds']:.1f} | {r['sequences_per_second']:.0f} | {r['targets_per_second']:.0f} | "
             f"{r['peak_rss_mb']:.0f} |"
         )
+    loaded = [r for r in rows if r.get("load_average_after", 0) > 2.5]
+    if loaded:
+        lines += ["", "Timing caveat: " + "; ".join(
+            f"{r['dataset']} (`{Path(r.get('config', '')).name}`) trained while other jobs shared the 2 cores "
+            f"(load average {r['load_average_after']} after the run)" for r in loaded)
+            + ". These seconds are an upper bound; quality is unaffected (the runs are deterministic under the seed)."]
     by_ds: dict[str, list[dict]] = {}
     for r in rows:
         by_ds.setdefault(r["dataset"], []).append(r)  # first row per data set: the default config
