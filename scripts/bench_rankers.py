@@ -122,6 +122,8 @@ def run_row(stage: str, ds: Any, split: Any, cands: CandidateSet, scorer: Any, n
         "HR@10": round(m["HR@10"], 4), "NDCG@10": round(m["NDCG@10"], 4), "MRR": round(m["MRR"], 4),
         "candidates_hash": res.candidates_hash,
     }
+    if stage == "timing":
+        row["timing"] = users_note  # labelled before the row is first written
     rep = res.scorer_report
     if "ranker" in rep:
         calls, req = rep.get("llm_calls", 0), rep["requests"]
@@ -235,7 +237,7 @@ def stage_uf(sh: Shared) -> list[dict[str, Any]]:
     return rows
 
 
-def stage_sampled(sh: Shared, sample: int) -> list[dict[str, Any]]:
+def stage_sampled(sh: Shared, sample: int, rank_all: tuple[str, ...] = ("verbalizer", "pointwise")) -> list[dict[str, Any]]:
     ds = load_dataset("ml-100k")
     split = leave_one_out(ds)
     cands = make_candidates(ds, split, "sampled:19", "test", SEED)
@@ -246,7 +248,7 @@ def stage_sampled(sh: Shared, sample: int) -> list[dict[str, Any]]:
         rows.append(run_row("sampled", ds, split, cands, scorer, b, "all"))
         rows.append(run_row("sampled", ds, split, small, scorer, b, f"sample {sample}"))
     for r in RANKERS:
-        if r not in GENERATIVE:
+        if r not in GENERATIVE and r in rank_all:
             rows.append(run_row("sampled", ds, split, cands, llm_scorer(r, sh.cached, "natural"), label(r, {}), "all"))
             rows.append(run_row("sampled", ds, split, small, llm_scorer(r, sh.cached, "natural"), label(r, {}),
                                 f"sample {sample}"))
@@ -406,6 +408,8 @@ def main() -> int:
     ap.add_argument("--stages", nargs="+", default=None, choices=STAGES,
                     help="stages to run in this process (default: all, nir/uf/sampled in parallel workers)")
     ap.add_argument("--sample", type=int, default=30, help="users for generative rankers on sampled:19")
+    ap.add_argument("--rank-all", default="verbalizer,pointwise",
+                    help="sampled: log-probability rankers that also rank all 943 users (the rest: the sample)")
     ap.add_argument("--timing-users", type=int, default=16)
     ap.add_argument("--latency-users", type=int, default=4)
     ap.add_argument("--row-lock", action="store_true", help=f"take {LOCK} per LLM row (not under flock)")
@@ -425,7 +429,7 @@ def main() -> int:
         elif stage == "uf":
             stage_uf(sh)
         elif stage == "sampled":
-            stage_sampled(sh, args.sample)
+            stage_sampled(sh, args.sample, tuple(x for x in args.rank_all.split(",") if x))
         else:
             stage_timing(sh, args.timing_users, args.latency_users)
         minutes[stage] = round((time.perf_counter() - t) / 60, 1)
