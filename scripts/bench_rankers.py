@@ -380,9 +380,10 @@ NOTES = [
     "seeded random order.",
     "Tokens count every request as sent and answered (cached ones included: they describe the method). "
     "s/user is wall time of the ranker calls per user with 1 torch thread on a 2-core machine: orientation, not a "
-    "benchmark. The quality rows were computed by three worker processes at once (while the run held the "
-    "machine's benchmark lock), so their s/user is about 1.5x that of one process alone; the speed table ran "
-    "alone and compares rankers on the same users. A row answered wholly from the response cache (pointwise "
+    "benchmark. A full run computes the quality rows in three worker processes at once and the speed table "
+    "alone; the committed 2026-11-27 rows were computed while other benchmarks shared the 2 cores (load average "
+    "4-8), so their s/user is inflated (about 3x for verbalizer against the 1.32 s/user measured alone earlier); "
+    "the speed table's ratios compare rankers run back to back on the same users under the same load. A row answered wholly from the response cache (pointwise "
     "with bootstrap 3: the same requests as bootstrap 1) shows no time.",
 ]
 
