@@ -226,10 +226,14 @@ def main() -> int:
     if args.export_shapes:
         export_shapes(Path(args.export_shapes))
         return 0
-    if not args.shapes:
-        ap.error("--shapes JSON is required (make it with --export-shapes where the data is)")
-    shapes = json.loads(Path(args.shapes).read_text())
     device = torch.device(args.device)
+    if not args.shapes:
+        if device.type == "cpu":  # `make bench` on a machine without a GPU: the CPU numbers are bench_sasrec's
+            print("bench_gpu: no GPU on this machine and no --shapes given; nothing to do (see --help)", file=sys.stderr)
+            return 0
+        args.shapes = str(Path(os.environ.get("TMPDIR", "/tmp")) / "llmrec-gpu-shapes.json")
+        export_shapes(Path(args.shapes))  # the data is on this machine: take the shapes from it directly
+    shapes = json.loads(Path(args.shapes).read_text())
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
