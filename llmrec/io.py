@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -35,6 +36,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def update_json(path: str | Path, update: Callable[[Any], Any], default: Any = None) -> Any:
+    """Read-modify-write of a JSON file that several processes share (benchmark result tables): under an
+    exclusive lock on `path.lock`, `update(current)` gets the file's current content (`default` when absent)
+    and returns the new one, which is written atomically. Returns what was written. Writers that read once at
+    start and write their whole view at the end drop each other's rows; this cannot."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+            new = update(current)
+            atomic_write_json(path, new)
+            return new
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _json_default(o: Any) -> Any:

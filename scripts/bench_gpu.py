@@ -62,7 +62,9 @@ def export_shapes(path: Path) -> None:
         w = make_windows(split, MAX_LEN)
         out["datasets"][name] = {"n_items": split.n_items, "n_users": split.n_users,
                                  "window_lengths": (w.seq != 0).sum(dim=1).tolist()}
-    cfg = Path.home() / ".cache" / "llmrec" / "models" / "smollm2-135m" / "config.json"
+    from llmrec.llm.models import DEFAULT_MODEL, converted_path
+
+    cfg = converted_path(DEFAULT_MODEL) / "config.json"  # present once the embedded model was converted
     if cfg.is_file():
         out["llm"] = json.loads(cfg.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -189,6 +189,7 @@ def main() -> int:
     args = ap.parse_args()
     import yaml
 
+    from llmrec.io import update_json
     from llmrec.training.loop import load_data
 
     out = Path(args.out)
@@ -211,8 +212,9 @@ def main() -> int:
                 with bench_lock(not args.no_lock):
                     row = run_unit(dataset, split, ds_name, settings, model, objective, seed, Path(args.runs))
                 print(json.dumps(row), file=sys.stderr, flush=True)
-                data["runs"].append(row)
-                store.write_text(json.dumps(data, indent=2) + "\n")
+                data = update_json(store, lambda cur, row=row, ds=ds_name, st=settings: {
+                    "runs": [*(cur or {}).get("runs", []), row],
+                    "settings": {**(cur or {}).get("settings", {}), ds: st}})
                 out.with_suffix(".md").write_text(markdown(data["runs"], data["settings"]))
     out.with_suffix(".md").write_text(markdown(data["runs"], data["settings"]))
     print(f"wrote {store} and {out.with_suffix('.md')}", file=sys.stderr)

@@ -237,7 +237,8 @@ def stage_uf(sh: Shared) -> list[dict[str, Any]]:
     return rows
 
 
-def stage_sampled(sh: Shared, sample: int, rank_all: tuple[str, ...] = ("verbalizer", "pointwise")) -> list[dict[str, Any]]:
+def stage_sampled(sh: Shared, sample: int,
+                  rank_all: tuple[str, ...] = ("verbalizer", "pointwise")) -> list[dict[str, Any]]:
     ds = load_dataset("ml-100k")
     split = leave_one_out(ds)
     cands = make_candidates(ds, split, "sampled:19", "test", SEED)
@@ -383,8 +384,9 @@ NOTES = [
     "benchmark. A full run computes the quality rows in three worker processes at once and the speed table "
     "alone; the committed 2026-11-27 rows were computed while other benchmarks shared the 2 cores (load average "
     "4-8), so their s/user is inflated (about 3x for verbalizer against the 1.32 s/user measured alone earlier); "
-    "the speed table's ratios compare rankers run back to back on the same users under the same load. A row answered wholly from the response cache (pointwise "
-    "with bootstrap 3: the same requests as bootstrap 1) shows no time.",
+    "the speed table's ratios compare rankers run back to back on the same users under the same load. A row "
+    "answered wholly from the response cache (pointwise with bootstrap 3: the same requests as bootstrap 1) "
+    "shows no time.",
 ]
 
 

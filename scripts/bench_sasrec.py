@@ -40,6 +40,11 @@ def config_path(dataset: str, variant: str) -> Path:
     return ROOT / "eval" / "configs" / f"sasrec_{dataset}{'_' + variant if variant else ''}.yaml"
 
 
+def row_key(r: dict) -> tuple[str, int, str]:
+    """(data set, seed, config) of a result row; rows from before config variants used the default config."""
+    return r["dataset"], r["seed"], r.get("config", f"eval/configs/sasrec_{r['dataset']}.yaml")
+
+
 def train_run(dataset: str, seed: int, run_dir: Path, lock: bool, extra: list[str], variant: str = "") -> dict:
     cmd = [PY, "-m", "llmrec", "pretrain", "--config", str(config_path(dataset, variant)),
            "--seed", str(seed), "--out", str(run_dir), "--no-progress", *extra]
@@ -110,7 +115,7 @@ def markdown(rows: list[dict], recbole: dict) -> str:
     ]
     for r in rows:
         s = r.get("test_sampled100", {})
-        cfg = Path(r.get("config", "sasrec_" + r["dataset"] + ".yaml")).name
+        cfg = Path(row_key(r)[2]).name
         lines.append(
             f"| {r['dataset']} | `{cfg}` | {r['seed']} | "
             f"{r['test_full']['HR@10']:.4f} | {r['test_full']['NDCG@10']:.4f} | "
@@ -122,7 +127,7 @@ def markdown(rows: list[dict], recbole: dict) -> str:
     loaded = [r for r in rows if r.get("load_average_after", 0) > 2.5]
     if loaded:
         lines += ["", "Timing caveat: " + "; ".join(
-            f"{r['dataset']} (`{Path(r.get('config', '')).name}`) trained while other jobs shared the 2 cores "
+            f"{r['dataset']} (`{Path(row_key(r)[2]).name}`) trained while other jobs shared the 2 cores "
             f"(load average {r['load_average_after']} after the run)" for r in loaded)
             + ". These seconds are an upper bound; quality is unaffected (the runs are deterministic under the seed)."]
     by_ds: dict[str, list[dict]] = {}
@@ -177,6 +182,9 @@ def main() -> int:
     ap.add_argument("--variant", default="", help="config eval/configs/sasrec_<dataset>_<variant>.yaml")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="passed to llmrec pretrain --set")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from llmrec.io import update_json
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     store = out.with_suffix(".json")
@@ -185,8 +193,7 @@ def main() -> int:
         targets = n_targets(dataset)
         for seed in args.seeds:
             cfg = config_path(dataset, args.variant).relative_to(ROOT).as_posix()
-            if any(r["dataset"] == dataset and r["seed"] == seed
-                   and r.get("config", f"eval/configs/sasrec_{dataset}.yaml") == cfg for r in done):
+            if any(row_key(r) == (dataset, seed, cfg) for r in done):
                 continue  # delete the row from the JSON to rerun it
             run_dir = Path(args.runs) / f"sasrec-{dataset}{'-' + args.variant if args.variant else ''}-s{seed}"
             extra = [x for s in args.extra for x in ("--set", s)]
@@ -195,8 +202,9 @@ def main() -> int:
             sampled = None if args.no_sampled else evaluate_run(dataset, run_dir, "sampled:100")
             row = summarise(dataset, seed, res, sampled, targets, args.variant)
             print(json.dumps(row), file=sys.stderr)
-            done.append(row)
-            store.write_text(json.dumps({"runs": done}, indent=2) + "\n")
+            key = (dataset, seed, cfg)
+            done = update_json(store, lambda cur, row=row, key=key: {"runs": [
+                r for r in (cur or {"runs": []})["runs"] if row_key(r) != key] + [row]})["runs"]
     rb_path = out.parent / "recbole_sasrec.json"
     recbole = json.loads(rb_path.read_text()) if rb_path.is_file() else {}
     out.with_suffix(".md").write_text(markdown(done, recbole))

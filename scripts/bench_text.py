@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from llmrec.data.sources import cache_dir  # noqa: E402
-from llmrec.io import atomic_write_json, atomic_write_text  # noqa: E402
+from llmrec.io import atomic_write_text, update_json  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results" / "text_encoders.json"
 ADAPTER = "adapters/ml-100k-minilm-lora"
@@ -458,17 +458,16 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=10, help="throughput: timed LoRA steps per objective")
     args = ap.parse_args()
     ADAPTER, DATA_DIR, RESULTS = args.adapter, args.data_dir, Path(args.results)
-    res: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     fns = {"select": section_select, "main": section_main, "coldstart": section_coldstart, "transfer": section_transfer,
            "throughput": section_throughput}
     for name in [s.strip() for s in args.sections.split(",") if s.strip()]:
         t0 = time.perf_counter()
-        res[name] = fns[name](args)
-        res[name]["bench_seconds"] = round(time.perf_counter() - t0, 1)
-        res.setdefault("machine", {})[name] = machine()
-        atomic_write_json(RESULTS, res)
+        section = {**fns[name](args), "bench_seconds": round(time.perf_counter() - t0, 1)}
+        # merged into what is on disk now: another bench_text process may have written its sections meanwhile
+        res = update_json(RESULTS, lambda cur, name=name, section=section: {
+            **(cur or {}), name: section, "machine": {**(cur or {}).get("machine", {}), name: machine()}})
         atomic_write_text(RESULTS.with_suffix(".md"), to_markdown(res))
-        log(f"{name} done in {res[name]['bench_seconds']} s; wrote {RESULTS}")
+        log(f"{name} done in {section['bench_seconds']} s; wrote {RESULTS}")
     return 0
 
 
