@@ -12,7 +12,11 @@ For each data set, variant and seed (settings: eval/configs/pretrain_<dataset>.y
      age-group accuracy, occupation accuracy) on a fixed user split (seed 0, 70/10/20 %).
 Objectives that need a bidirectional encoder (masked_item, ptum) pre-train BERT4Rec and are compared with
 BERT4Rec without pre-training; the others pre-train SASRec. Each unit holds /tmp/llmrec-bench.lock.
-Writes eval/results/pretrain.json (every run) and eval/results/pretrain.md (mean ± std over seeds).
+Writes eval/results/pretrain.json (every run), eval/results/pretrain.md (mean ± std over seeds, and a paired
+test against no pre-training over the test users: each user's NDCG@10 averaged over the seeds both rows share)
+and each unit's per-user test ranks under eval/results/pretrain_ranks/<dataset>/ (uint16, what the paired test
+reads). CCL's mask-and-fill generator is conditioned on user attributes: it sees only the attribute-training
+users' values, never those of the users the attribute columns are scored on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import fcntl
 import json
 import statistics
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +48,26 @@ VARIANTS = [  # (name, model, pre-training objective)
     ("ptum", "bert4rec", "ptum"),
 ]
 ATTRIBUTES = ("gender", "age", "occupation")
+RANKS = ROOT / "eval" / "results" / "pretrain_ranks"  # main() sets it beside --out: <out>_ranks
+
+
+def ranks_path(ds: str, model: str, pre: str, seed: int) -> Path:
+    return RANKS / ds / f"{model}-{pre}-s{seed}.npy"
+
+
+def attribute_train_only(dataset, seed: int = 0):
+    """The data set with user attributes kept only for the users the attribute heads train on (the fixed
+    70/10/20 split of `llmrec.training.attributes`): what a pre-training objective may read (CCL)."""
+    from dataclasses import replace
+
+    from llmrec.training.attributes import user_split
+
+    if dataset.users is None:
+        return dataset
+    keep = user_split(dataset.users.index.to_numpy().astype("int64"), seed)["train"]
+    users = dataset.users.copy()
+    users.loc[~users.index.isin(keep)] = None
+    return replace(dataset, users=users)
 
 
 @contextmanager
@@ -81,10 +106,13 @@ def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, obje
         stage = StageConfig([ObjectiveSpec(objective, options=settings.get("objective_options", {}).get(objective, {}))],
                             epochs=settings["pretrain_epochs"], lr=settings["lr"], early_stop=False,
                             batch_size=settings["batch_size"])
-        train(TrainConfig(stages=[stage], model_options=options, test=False, **common), pre_dir, dataset=dataset,
-              split=split, progress=False)
+        train(TrainConfig(stages=[stage], model_options=options, test=False, **common), pre_dir,
+              dataset=attribute_train_only(dataset), split=split, progress=False)
         init_from = str(pre_dir)
         out["pretrain_seconds"] = round(time.perf_counter() - t0, 1)
+        last = (pre_dir / "metrics.jsonl").read_text().splitlines()[-1]
+        out["pretrain_last_epoch"] = {k: round(v, 4) for k, v in json.loads(last).items()
+                                      if k not in ("stage", "epoch", "train_s")}
     ft_dir = run_root / f"{tag}-ft"
     shutil.rmtree(ft_dir, ignore_errors=True)
     sup = "masked_item" if model_name == "bert4rec" else "next_item"
@@ -101,6 +129,7 @@ def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, obje
         "valid_NDCG@10": res.best_valid_ndcg10, "finetune_best_epoch": st["best_epoch"],
         "finetune_epochs_run": st["epochs_run"], "finetune_seconds": round(time.perf_counter() - t1, 1),
     })
+    save_test_ranks(dataset, split, ft_dir, ranks_path(ds_name, model_name, objective or "none", seed), res.test)
     if settings.get("attributes") and dataset.users is not None:
         for task in ATTRIBUTES:
             if init_from:
@@ -117,6 +146,47 @@ def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, obje
     shutil.rmtree(pre_dir, ignore_errors=True)  # keep disk use small; the table is the artifact
     shutil.rmtree(ft_dir, ignore_errors=True)
     return out
+
+
+def save_test_ranks(dataset, split, run_dir: Path, path: Path, test: dict) -> None:
+    """Each test user's 0-based rank (full ranking) of the fine-tuned model, for the paired tests; checked
+    against the metrics train() reported."""
+    import numpy as np
+
+    from llmrec.data.candidates import make_candidates
+    from llmrec.evaluation import evaluate
+    from llmrec.scorers.id_model import IDModelScorer
+    from llmrec.training.checkpoint import load_model
+
+    model, _ = load_model(run_dir)
+    cands = make_candidates(dataset, split, "full", "test", 0)
+    res = evaluate(IDModelScorer(model), dataset, split, cands, ks=(10,), progress=False)
+    if abs(res.metrics["NDCG@10"] - test["NDCG@10"]) > 1e-6:
+        raise RuntimeError(f"re-evaluation gave NDCG@10 {res.metrics['NDCG@10']}, training reported {test['NDCG@10']}")
+    ranks = res.per_user["rank"].to_numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as f:
+        np.save(f, np.minimum(ranks, 65535).astype(np.uint16))
+    Path(f.name).replace(path)
+
+
+def paired_vs_none(ds: str, model: str, pre: str, seeds_pre: list[int], seeds_none: list[int]) -> dict | None:
+    """Paired test of NDCG@10 over test users: the variant's and no pre-training's per-user NDCG@10, each
+    averaged over the seeds both have ranks for."""
+    import numpy as np
+
+    from llmrec.evaluation.compare import paired_tests, per_user_metric
+
+    seeds = [s for s in seeds_pre if s in seeds_none
+             and ranks_path(ds, model, pre, s).is_file() and ranks_path(ds, model, "none", s).is_file()]
+    if not seeds:
+        return None
+
+    def mean_ndcg(p: str) -> np.ndarray:
+        return np.mean([per_user_metric(np.load(ranks_path(ds, model, p, s)).astype(np.float64), "NDCG@10")
+                        for s in seeds], axis=0)
+
+    return {"seeds": seeds, **paired_tests(mean_ndcg(pre), mean_ndcg("none"))}
 
 
 METRICS = [("test_NDCG@10", "next-item NDCG@10"), ("test_HR@10", "next-item HR@10"),
@@ -150,8 +220,9 @@ def markdown(rows: list[dict], settings_by_ds: dict) -> str:
         if any("gender_AUC" in r for r in dr):
             lines.append("Attributes (ml-100k u.user): encoder + linear head fine-tuned on a fixed 70/10/20 user "
                          "split (seed 0); gender AUC, age-group (7 MovieLens-1M groups) and occupation (21) accuracy.")
-        lines += ["", "| encoder | pre-training | " + " | ".join(n for _, n in metrics) + " | Δ NDCG@10 vs none |",
-                  "|---|---|" + "---|" * (len(metrics) + 1)]
+        lines += ["", "| encoder | pre-training | " + " | ".join(n for _, n in metrics)
+                  + " | Δ NDCG@10 vs none | paired test vs none (users; Δ [95% CI], p) |",
+                  "|---|---|" + "---|" * (len(metrics) + 2)]
         for model in dict.fromkeys(r["model"] for r in dr):
             base = [r["test_NDCG@10"] for r in dr if r["model"] == model and r["pretrain"] == "none"]
             for pre in dict.fromkeys(r["pretrain"] for r in dr if r["model"] == model):
@@ -167,13 +238,28 @@ def markdown(rows: list[dict], settings_by_ds: dict) -> str:
                     if len(nd) < 2 or len(base) < 2:
                         verdict = "one seed: no verdict"
                     delta = f"{d:+.4f} ({100 * d / statistics.mean(base):+.1f}%, {verdict})"
-                lines.append(f"| {model} | {pre} | " + " | ".join(cells) + f" | {delta} |")
+                paired = "–"
+                if pre != "none":
+                    t = paired_vs_none(ds, model, pre, [r["seed"] for r in rs],
+                                       [r["seed"] for r in dr if r["model"] == model and r["pretrain"] == "none"])
+                    if t is not None:
+                        paired = (f"{t['diff']:+.4f} [{t['diff_ci_low']:+.4f}, {t['diff_ci_high']:+.4f}], "
+                                  f"p = {t['p_bootstrap']:.3f} (seeds {t['seeds']})")
+                lines.append(f"| {model} | {pre} | " + " | ".join(cells) + f" | {delta} | {paired} |")
         maj = [r for r in dr if "gender_majority" in r]
         if maj:
             lines += ["", "Majority-class test accuracy (the floor for the attribute columns): "
                       + ", ".join(f"{t} {statistics.mean(r[f'{t}_majority'] for r in maj):.4f}" for t in ATTRIBUTES)
                       + "; gender AUC floor 0.5."]
-        lines += ["", "\"within noise\": |Δ| ≤ the larger standard deviation of the two rows.", ""]
+        lines += ["", "\"within noise\": |Δ| ≤ the larger standard deviation of the two rows. Paired test: each "
+                  "test user's NDCG@10 averaged over the seeds both rows ran, the mean difference with a 95% "
+                  "bootstrap CI over users and the two-sided paired-bootstrap p-value "
+                  "(`llmrec.evaluation.compare.paired_tests`).", ""]
+        pos = [r for r in dr if "positive_share" in r.get("pretrain_last_epoch", {})]
+        if pos:
+            lines += ["DuoRec: share of training rows given a supervised same-target positive (last pre-training "
+                      "epoch): " + ", ".join(f"seed {r['seed']} {r['pretrain_last_epoch']['positive_share']:.2f}"
+                                             for r in pos) + ".", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -194,6 +280,8 @@ def main() -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    global RANKS
+    RANKS = out.parent / f"{out.name}_ranks"
     store = out.with_suffix(".json")
     data = json.loads(store.read_text()) if store.is_file() else {"runs": [], "settings": {}}
     for ds_name in args.datasets:

@@ -123,12 +123,16 @@ class BERT4Rec(nn.Module):
             with torch.no_grad():
                 m.weight[m.padding_idx].zero_()
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, T) left-padded item ids (may hold [MASK]), T ≤ max_len (longer keep their last max_len) → (B, T, H)."""
+    def forward(self, seq: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) left-padded item ids (may hold [MASK]), T ≤ max_len (longer keep their last max_len) → (B, T, H).
+        condition: optional (B, H) added to every position's input embedding (a user-level signal, e.g. the
+        user attributes of CCL's mask-and-fill generator)."""
         seq = seq[:, -self.max_len :]
         T = seq.shape[1]
         pos = torch.arange(self.max_len - T, self.max_len, device=seq.device)  # counted from the right
         x = self.item_emb(seq) * math.sqrt(self.hidden) + self.pos_emb(pos)[None]  # (B, T, H)
+        if condition is not None:
+            x = x + condition[:, None, :]
         x = self.emb_drop(self.emb_norm(x))
         keep = (seq != 0).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         mask = attention_mask(seq)  # (B, 1, T, T)

@@ -7,8 +7,10 @@ a fraction of the row's length, at least one item where the operation needs one.
 - crop (CL4SRec): a random contiguous sub-sequence of ⌊η·len⌋ items (≥ 1).
 - mask (CL4SRec): ⌊γ·len⌋ random items replaced by [MASK].
 - reorder (CL4SRec): a random contiguous block of ⌊β·len⌋ items shuffled.
-- substitute (CoSeRec): ⌈ρ·len⌉ random items replaced by a correlated item.
-- insert (CoSeRec): a correlated item inserted before ⌈ρ·len⌉ random items (the oldest items fall off at T).
+- substitute (CoSeRec): max(⌊ρ·len⌋, 1) random items replaced by a correlated item (the authors'
+  `max(int(rate * len), 1)`).
+- insert (CoSeRec): a correlated item inserted before max(⌊ρ·len⌋, 1) random items (the oldest items fall off
+  at T).
 `correlated` is an (N+2, K) table of the K items most correlated with each item (see `coserec.py`).
 """
 
@@ -61,8 +63,14 @@ def reorder(seq: torch.Tensor, ratio: float, rng: torch.Generator) -> torch.Tens
     return seq.gather(1, keys.argsort(dim=1, stable=True))
 
 
+def _count_at_least_one(seq: torch.Tensor, ratio: float) -> torch.Tensor:
+    """(B,) max(⌊ratio·len⌋, 1), at most len: CoSeRec's count of items to substitute / insert before."""
+    n = lengths(seq)
+    return torch.minimum(torch.clamp((ratio * n).floor().long(), min=1), n)
+
+
 def substitute(seq: torch.Tensor, ratio: float, correlated: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    k = torch.minimum(torch.clamp((ratio * lengths(seq)).ceil().long(), min=1), lengths(seq))
+    k = _count_at_least_one(seq, ratio)
     chosen = _pick(seq, k, rng)
     choice = torch.randint(0, correlated.shape[1], seq.shape, generator=rng)
     repl = correlated[seq, choice]  # (B, T)
@@ -71,7 +79,7 @@ def substitute(seq: torch.Tensor, ratio: float, correlated: torch.Tensor, rng: t
 
 def insert(seq: torch.Tensor, ratio: float, correlated: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     B, T = seq.shape
-    k = torch.minimum(torch.clamp((ratio * lengths(seq)).ceil().long(), min=1), lengths(seq))
+    k = _count_at_least_one(seq, ratio)
     choice = torch.randint(0, correlated.shape[1], seq.shape, generator=rng)
     new = correlated[seq, choice]  # (B, T) the item inserted before each position
     chosen = _pick(seq, k, rng) & (new != 0)

@@ -52,11 +52,13 @@ class ObjectiveOutput:
 
 @dataclass
 class ObjectiveContext:
-    """What an objective may need beyond the model: the training item sequences (CoSeRec's item correlation)
-    and the number of epochs of its stage (curricula)."""
+    """What an objective may need beyond the model: the training item sequences (CoSeRec's item correlation,
+    DuoRec's same-target index, sampled negatives), the number of epochs of its stage (curricula) and the user
+    attributes where the data set has them (CCL's generator)."""
 
     split: Any = None  # llmrec.types.Split
     epochs: int = 1
+    users: Any = None  # pandas DataFrame of user attributes indexed by internal user id, or None
 
 
 class Objective(nn.Module):

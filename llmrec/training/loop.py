@@ -300,7 +300,7 @@ def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir:
                model_info, show, stop_after_epochs, epochs_this_call) -> dict[str, Any]:
     from llmrec.objectives import ObjectiveContext, SeqBatch, build_objective
 
-    context = ObjectiveContext(split=split, epochs=stage.epochs)
+    context = ObjectiveContext(split=split, epochs=stage.epochs, users=dataset.users)
     with torch.random.fork_rng():  # objective parameters get their own seed: resuming replays the same dropout
         torch.manual_seed(_seed_of(cfg.seed, si, 1))
         objectives = [build_objective(o.name, model, o.options, context) for o in stage.objectives]

@@ -80,7 +80,7 @@ def test_substitute_replaces_items_by_correlated_ones(seed):
     for r in range(len(seq)):
         n = len(items(seq[r]))
         changed = (out[r] != seq[r]).nonzero().flatten().tolist()
-        assert len(changed) == max(1, math.ceil(0.3 * n))
+        assert len(changed) == max(1, math.floor(0.3 * n))
         for j in changed:
             assert int(out[r, j]) in table[int(seq[r, j])].tolist()
 
@@ -93,7 +93,7 @@ def test_insert_adds_correlated_items_before_chosen_ones(seed):
     for r in range(len(seq)):
         src, got = items(seq[r]), items(out[r])
         assert is_left_padded(out[r])
-        k = max(1, math.ceil(0.3 * len(src)))
+        k = max(1, math.floor(0.3 * len(src)))
         assert len(got) == min(len(src) + k, seq.shape[1])
         # walk from the right: every extra item sits just before the item it correlates with
         i, j = len(src) - 1, len(got) - 1
@@ -116,7 +116,8 @@ def test_random_augment_is_seeded_and_uses_short_ops_for_short_rows():
 
 def test_memory_correlation_equals_the_formula():
     split = tiny_split(seed=1, n_users=8)
-    got = memory_correlation(split, top_k=3)
+    corr = memory_correlation(split, top_k=3)
+    got = corr.ids
     X = split.train_matrix("train").toarray() > 0  # (U+1, N+1)
     n_u, n_i = X.sum(1), X.sum(0)
     N = split.n_items
@@ -134,16 +135,36 @@ def test_memory_correlation_equals_the_formula():
             assert cor[i, int(got[i, 0])] == pytest.approx(best)
             vals = [cor[i, int(j)] for j in got[i] if j > 0]
             assert vals == sorted(vals, reverse=True)
+            assert corr.scores[i, : len(vals)].tolist() == pytest.approx(vals)
         else:
             assert (got[i] == 0).all()
     assert (got[0] == 0).all() and (got[N + 1] == 0).all()
+    positive = cor[cor > 0]
+    assert (corr.lo, corr.hi) == pytest.approx((positive.min(), positive.max()))
 
 
 def test_model_correlation_is_the_nearest_by_dot_product():
     torch.manual_seed(0)
     E = torch.randn(7, 4)
-    got = model_correlation(E, top_k=2)
+    corr = model_correlation(E, top_k=2, chunk=3)
+    off = ~torch.eye(7, dtype=torch.bool)
     for i in range(7):
         sc = E[i] @ E.T
         sc[i] = -math.inf
-        assert got[i + 1].tolist() == (sc.topk(2).indices + 1).tolist()
+        assert corr.ids[i + 1].tolist() == (sc.topk(2).indices + 1).tolist()
+        assert corr.scores[i + 1].tolist() == pytest.approx(sc.topk(2).values.tolist(), rel=1e-5)
+    assert (corr.lo, corr.hi) == pytest.approx(((E @ E.T)[off].min().item(), (E @ E.T)[off].max().item()), rel=1e-5)
+
+
+def test_better_of_two_takes_the_higher_normalised_top_score_ties_to_memory():
+    from llmrec.objectives.coserec import Correlation, better_of_two
+
+    # items 1..4 (rows 0 and 5 are padding / [MASK]); memory scores span [1, 3], model scores span [0, 10]
+    mem = Correlation(torch.tensor([[0], [2], [3], [0], [1], [0]]),
+                      torch.tensor([[0.0], [3.0], [1.5], [0.0], [2.0], [0.0]], dtype=torch.float64), 1.0, 3.0)
+    mod = Correlation(torch.tensor([[0], [4], [4], [1], [3], [0]]),
+                      torch.tensor([[0.0], [9.0], [5.0], [2.0], [5.0], [0.0]], dtype=torch.float64), 0.0, 10.0)
+    got = better_of_two(mem, mod)[:, 0].tolist()
+    # item 1: 1.0 vs 0.9 → memory; item 2: 0.25 vs 0.5 → model; item 3: no co-occurrence → model;
+    # item 4: 0.5 vs 0.5 → tie, memory
+    assert got == [0, 2, 4, 1, 1, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,6 @@ from llmrec.models import MODELS
 from llmrec.objectives import OBJECTIVES, ObjectiveContext, augment, build_objective
 from llmrec.objectives.adaptssr import adaptssr_loss
 from llmrec.objectives.base import info_nce, sequence_input
-from llmrec.objectives.duorec import same_target_partner
 from llmrec.objectives.masked_item import cloze_mask
 from llmrec.objectives.next_item import trim_pair
 
@@ -233,8 +233,9 @@ def test_coserec_equals_naive(split):
     got = obj(batch).loss.item()
     seq = sequence_input(batch, 6)
     g = torch.Generator().manual_seed(9)
-    kw = dict(crop_ratio=0.6, mask_ratio=0.3, reorder_ratio=0.6, substitute_ratio=0.3, insert_ratio=0.3,
-              mask_token=model.mask_token, correlated=obj.correlated, short_ops=("substitute", "insert"), short_len=4)
+    kw = dict(crop_ratio=0.6, mask_ratio=0.3, reorder_ratio=0.6, substitute_ratio=0.1, insert_ratio=0.4,
+              mask_token=model.mask_token, correlated=obj.correlated, short_ops=("insert", "substitute", "mask"),
+              short_len=4)
     v1 = augment.random_augment(seq, augment.OPS, g, **kw)
     v2 = augment.random_augment(seq, augment.OPS, g, **kw)
     z1 = torch.stack([model.encode(v[None])[0] for v in v1])
@@ -243,35 +244,149 @@ def test_coserec_equals_naive(split):
     assert got == pytest.approx(naive_nt_xent(z1, z2, 1.0, "dot", same), rel=1e-4)
 
 
+def test_coserec_schedule_memory_warm_up_then_the_better_of_two(split):
+    from llmrec.objectives.coserec import better_of_two, memory_correlation, model_correlation
+
+    model = tiny_model("sasrec")
+    obj = build_objective("coserec", model, {"switch_epoch": 2}, ObjectiveContext(split=split, epochs=4))
+    memory = memory_correlation(split, 1)
+    for epoch in range(4):
+        obj.on_epoch_start(epoch)
+        if epoch < 2:
+            assert torch.equal(obj.correlated, memory.ids) and obj.source == "memory"
+        else:
+            with torch.no_grad():
+                model.item_emb.weight.mul_(-1.5)  # the model changes between epochs: the table must follow
+            obj.on_epoch_start(epoch)
+            want = better_of_two(memory, model_correlation(model.item_embeddings(), 1))
+            assert torch.equal(obj.correlated, want) and obj.source == "hybrid"
+
+
+def test_coserec_short_rows_may_be_masked_but_never_cropped():
+    seq = torch.tensor([[0, 0, 0, 0, 3, 4, 5, 6]] * 64)  # length 4 = short_len: insert / substitute / mask
+    table = torch.zeros(14, 1, dtype=torch.long)
+    table[1:13, 0] = torch.arange(2, 14).clamp(max=12)
+    out = augment.random_augment(seq, augment.OPS, torch.Generator().manual_seed(0), mask_token=13,
+                                 correlated=table, short_ops=("insert", "substitute", "mask"), short_len=4,
+                                 mask_ratio=0.5)
+    lengths = (out != 0).sum(1)
+    assert (lengths >= 4).all()  # never cropped
+    assert ((out == 13).sum(1) == 2).any()  # some rows masked (⌊0.5·4⌋ = 2 items)
+    assert (lengths == 5).any()  # some rows got an insertion (max(⌊0.4·4⌋, 1) = 1 item)
+
+
+def test_same_target_index_draws_other_users_prefixes_uniformly(split):
+    from llmrec.objectives.duorec import SameTargetIndex
+
+    index = SameTargetIndex(split)
+    users = np.arange(1, split.n_users + 1)
+    starts, ends = split.history_bounds(users, "train")
+    owner_of = {p: u for u, s, e in zip(users, starts, ends) for p in range(s, e)}
+    eligible = {}  # (target, user) -> positions of OTHER users' training items equal to target, with context
+    for t in range(1, split.n_items + 1):
+        for u in users:
+            eligible[t, u] = {p for p, o in owner_of.items() if split.items[p] == t and o != u and p > starts[o - 1]}
+    target = torch.arange(1, split.n_items + 1).repeat_interleave(len(users))
+    user = torch.from_numpy(users).repeat(split.n_items)
+    counts: dict[tuple[int, int], dict[int, int]] = {}
+    for seed in range(60):
+        got = index.sample(target, user, torch.Generator().manual_seed(seed), rounds=50).tolist()
+        for t, u, p in zip(target.tolist(), user.tolist(), got):
+            if not eligible[t, u]:
+                assert p == -1
+            else:
+                assert p in eligible[t, u], (t, u, p)
+                counts.setdefault((t, u), {}).setdefault(p, 0)
+                counts[t, u][p] += 1
+    for key, c in counts.items():  # every eligible position is drawn (60 draws, ≤ 6 eligible)
+        if len(eligible[key]) <= 6:
+            assert set(c) == eligible[key], key
+    prefix = index.prefixes(torch.tensor([int(ends[0]) - 1]), torch.tensor([1]), 6)[0]
+    want = split.items[max(starts[0], ends[0] - 1 - 6) : ends[0] - 1].tolist()
+    assert [int(x) for x in prefix if x] == want
+
+
 def test_duorec_equals_naive(split):
+    from llmrec.objectives.duorec import SameTargetIndex
+
     model = tiny_model("sasrec")
     batch = tiny_batch(split, seed=2)
-    # make supervised positives exist: duplicate rows' next items
-    batch.seq[1, -1] = batch.seq[0, -1]
-    batch.seq[2, -1] = batch.seq[0, -1]
-    got = build("duorec", model, split)(batch).loss.item()
+    out = build("duorec", model, split)(batch)
     ok = (batch.seq[:, -1] > 0) & (batch.seq[:, :-1] != 0).any(1)  # a next item and something before it
     target, seq, users = batch.seq[ok, -1], batch.seq[ok, :-1][:, -6:], batch.users[ok]
-    partner = same_target_partner(target, torch.Generator().manual_seed(2))
+    where = SameTargetIndex(split).sample(target, users, torch.Generator().manual_seed(2))
+    z1, z2 = [], []
     for i in range(len(target)):
-        assert target[partner[i]] == target[i]
-        if (target == target[i]).sum() > 1:
-            assert partner[i] != i
-    z1 = torch.stack([model.encode(s[None])[0] for s in seq])
-    z2 = z1[partner]
+        z1.append(model.encode(seq[i][None])[0])
+        if where[i] >= 0:
+            p = int(where[i])
+            owner = int(np.searchsorted(split.indptr, p, side="right") - 1)
+            assert split.items[p] == target[i] and owner != users[i]
+            other = split.items[max(split.indptr[owner], p - 6) : p]  # the other user's prefix before p
+            z2.append(model.encode(torch.from_numpy(other)[None])[0])
+        else:
+            z2.append(model.encode(seq[i][None])[0])
     same = (target[:, None] == target[None, :]) | (users[:, None] == users[None, :])
-    assert got == pytest.approx(naive_nt_xent(z1, z2, 1.0, "dot", same), rel=1e-4)
+    assert out.loss.item() == pytest.approx(naive_nt_xent(torch.stack(z1), torch.stack(z2), 1.0, "dot", same),
+                                            rel=1e-4)
+    assert out.logs["positive_share"] == pytest.approx(float((where >= 0).float().mean()))
+    assert out.logs["positive_share"] > 0.5  # the whole training set, not the batch, holds the positives
+
+
+def test_next_item_bce_negatives_avoid_the_users_training_items_and_equal_naive(split):
+    from llmrec.objectives import next_item as ni
+
+    seen = ni.seen_keys(split)
+    users = torch.arange(1, split.n_users + 1).repeat(200)
+    neg = ni.sample_unseen(users, split.n_items, seen, torch.Generator().manual_seed(0))
+    train = {u: set(h.tolist()) for u, h in zip(range(1, split.n_users + 1),
+                                                split.history_lists(np.arange(1, split.n_users + 1), "train"))}
+    for u, i in zip(users.tolist(), neg.tolist()):
+        assert 1 <= i <= split.n_items and i not in train[u]
+    for u in range(1, split.n_users + 1):  # every unseen item is drawn
+        drawn = set(neg[users == u].tolist())
+        assert drawn == set(range(1, split.n_items + 1)) - train[u]
+
+    model = tiny_model("sasrec")
+    batch = tiny_batch(split, seed=4)
+    captured = {}
+    real = ni.sample_unseen
+
+    def spy(owners, n_items, seen_, rng):
+        captured["neg"] = real(owners, n_items, seen_, rng)
+        captured["owners"] = owners
+        return captured["neg"]
+
+    ni.sample_unseen = spy
+    try:
+        got = build("next_item", model, split, loss="bce")(batch).loss.item()
+    finally:
+        ni.sample_unseen = real
+    total, n, negs = 0.0, 0, iter(captured["neg"].tolist())
+    E = model.item_embeddings()
+    for r in range(batch.seq.shape[0]):
+        row, fresh = batch.seq[r], batch.fresh[r]
+        h = model(row[None, :-1])[0]  # (T, H)
+        for t in range(1, row.shape[0]):
+            if row[t] > 0 and row[t - 1] > 0 and fresh[t]:
+                neg_i = next(negs)
+                assert neg_i not in train[int(batch.users[r])]
+                pos_l, neg_l = float(h[t - 1] @ E[row[t] - 1]), float(h[t - 1] @ E[neg_i - 1])
+                total += -math.log(1 / (1 + math.exp(-pos_l))) - math.log(1 - 1 / (1 + math.exp(-neg_l)))
+                n += 1
+    assert got == pytest.approx(total / n, rel=1e-4)
 
 
 @pytest.mark.parametrize("model_name", ["sasrec", "bert4rec"])
-def test_ccl_fills_only_masked_positions_and_equals_naive(model_name, split):
+def test_ccl_fills_only_masked_positions_from_its_own_generator_and_equals_naive(model_name, split):
     model = tiny_model(model_name)
-    obj = build("ccl", model, split)
+    torch.manual_seed(0)
+    obj = build("ccl", model, split, generator_epochs=2)
     batch = tiny_batch(split, seed=1)
     got = obj(batch).loss.item()
     seq = sequence_input(batch, 6)
     g = torch.Generator().manual_seed(1)
-    v1, v2 = obj.fill(seq, 0.1, g), obj.fill(seq, 0.1, g)
+    v1, v2 = obj.fill(seq, batch.users, 0.1, g), obj.fill(seq, batch.users, 0.1, g)
     n = augment.lengths(seq)
     for v in (v1, v2):
         assert ((v != seq).sum(1) <= torch.clamp((0.1 * n).ceil().long(), min=1)).all()
@@ -281,6 +396,42 @@ def test_ccl_fills_only_masked_positions_and_equals_naive(model_name, split):
     z2 = torch.stack([model.encode(v[None])[0] for v in v2])
     same = batch.users[:, None] == batch.users[None, :]
     assert got == pytest.approx(naive_nt_xent(z1, z2, 1.0, "dot", same), rel=1e-4)
+    # the fill never reads the encoder being pre-trained: changing it leaves the views as they were
+    before = obj.fill(seq, batch.users, 0.5, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    assert torch.equal(before, obj.fill(seq, batch.users, 0.5, torch.Generator().manual_seed(5)))
+    # and the generator is not part of the objective's parameters (never optimised, never checkpointed)
+    assert not any(k.startswith("generator") for k in obj.state_dict())
+    assert all(not p.requires_grad for p in obj.generator.parameters())
+
+
+def test_ccl_generator_learns_the_masked_item_and_reads_user_attributes():
+    """Users 1-6 watch 1,2,3,4 (women) or 1,2,5,4 (men): the third item is only knowable from the attribute."""
+    import pandas as pd
+
+    from llmrec.objectives.ccl import MaskFillGenerator, attribute_codes, train_generator
+    from llmrec.types import Split
+
+    seqs = [[1, 2, 3, 4] if u % 2 else [1, 2, 5, 4] for u in range(1, 25)]
+    seqs = [s + [6, 7] for s in seqs]  # valid + test items, outside the training part
+    indptr = np.concatenate([[0, 0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
+    items = np.concatenate(seqs).astype(np.int64)
+    split = Split(24, 7, indptr, items, np.arange(len(items), dtype=np.int64))
+    users = pd.DataFrame({"gender": ["F" if u % 2 else "M" for u in range(1, 25)],
+                          "zip": [str(10000 + u) for u in range(1, 25)]}, index=pd.RangeIndex(1, 25))
+    attrs = attribute_codes(users, 24)
+    assert attrs is not None and attrs[1] == [2]  # gender kept, zip (one value per user) skipped
+    torch.manual_seed(0)
+    gen = MaskFillGenerator(7, 6, 16, 1, attrs)
+    losses = train_generator(gen, split, epochs=150, lr=1e-2, batch_size=24, mask_prob=0.3,
+                             rng=torch.Generator().manual_seed(0))
+    assert losses[-1] < losses[0] / 3
+    seq = torch.tensor([[0, 0, 1, 2, 8, 4], [0, 0, 1, 2, 8, 4]])  # 8 = [MASK]
+    at = seq == 8
+    probs = torch.softmax(gen.logits(seq, torch.tensor([1, 2]), at), dim=-1)  # user 1: F, user 2: M
+    assert probs[0, 2] > 0.8 and probs[1, 4] > 0.8
 
 
 def test_ccl_curriculum_goes_from_easy_to_hard(split):
@@ -294,22 +445,27 @@ def test_ccl_curriculum_goes_from_easy_to_hard(split):
     assert ratios == sorted(ratios)
 
 
-def naive_adaptssr(u, up, a, ap, users):
-    u, up, a, ap = (t.detach() for t in (u, up, a, ap))
+def naive_adaptssr(a1, p1, a2, p2, users):
+    """METHODS.md's AdaptSSR, one anchor at a time: λ a batch scalar, loss symmetric over the two anchors."""
+    a1, p1, a2, p2 = (t.detach() for t in (a1, p1, a2, p2))
+
     def cos(x, y):
         return float(F.cosine_similarity(x, y, dim=0))
 
-    B = u.shape[0]
-    total = 0.0
-    for i in range(B):
-        lam = 1 - 0.25 * sum(max(cos(s, t), 0.0) for s in (u[i], up[i]) for t in (a[i], ap[i]))
-        s_pos = cos(u[i], up[i])
-        s_aug = [cos(u[i], a[i]), cos(u[i], ap[i])]
-        negs = [cos(u[i], v[j]) for j in range(B) if users[j] != users[i] for v in (u, up, a, ap)]
-        s_neg = max(negs) if negs else -1.0
-        m = lam * (s_pos - max(s_aug)) + (1 - lam) * (min(s_aug) - s_neg)
-        total += -math.log(1 / (1 + math.exp(-m)))
-    return total / B
+    B = a1.shape[0]
+
+    def one(a, p, sa, sp):
+        lam = 1 - sum(cos(a[i], sa[i]) + cos(a[i], sp[i]) for i in range(B)) / (2 * B)
+        total = 0.0
+        for i in range(B):
+            semi = [cos(a[i], sa[i]), cos(a[i], sp[i])]
+            negs = [cos(a[i], v[j]) for j in range(B) if users[j] != users[i] for v in (a1, p1, a2, p2)]
+            s_neg = max(negs) if negs else -1.0
+            d = lam * (cos(a[i], p[i]) - max(semi)) + (1 - lam) * (min(semi) - s_neg)
+            total += -math.log(1 / (1 + math.exp(-d)))
+        return total / B
+
+    return (one(a1, p1, a2, p2) + one(a2, p2, a1, p1)) / 2
 
 
 def test_adaptssr_loss_equals_naive():
@@ -318,7 +474,11 @@ def test_adaptssr_loss_equals_naive():
     users = torch.tensor([1, 2, 3, 3, 4, 5])
     got, lam = adaptssr_loss(*views, users=users)
     assert got.item() == pytest.approx(naive_adaptssr(*views, users), rel=1e-5)
-    assert ((lam >= 0) & (lam <= 1)).all()
+    assert lam.shape == (2,) and ((lam >= 0) & (lam <= 2)).all()
+    # λ carries no gradient: the loss's gradient equals the one with λ fixed to its value
+    vs = [v.clone().requires_grad_(True) for v in views]
+    adaptssr_loss(*vs, users=users)[0].backward()
+    assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in vs)
 
 
 def test_adaptssr_objective_equals_its_loss(split):
@@ -326,8 +486,11 @@ def test_adaptssr_objective_equals_its_loss(split):
     batch = tiny_batch(split, seed=6)
     got = build("adaptssr", model, split)(batch).loss.item()
     seq = sequence_input(batch, 6)
-    aug = augment.random_augment(seq, ("crop", "mask", "reorder"), torch.Generator().manual_seed(6),
-                                 crop_ratio=0.6, mask_ratio=0.3, reorder_ratio=0.6, mask_token=model.mask_token)
-    u = torch.stack([model.encode(s[None])[0] for s in seq])
-    a = torch.stack([model.encode(s[None])[0] for s in aug])
-    assert got == pytest.approx(naive_adaptssr(u, u, a, a, batch.users), rel=1e-4)
+    g = torch.Generator().manual_seed(6)
+    kw = dict(crop_ratio=0.4, mask_ratio=0.6, reorder_ratio=0.6, mask_token=model.mask_token)
+    s1 = augment.random_augment(seq, ("crop", "reorder", "mask"), g, **kw)
+    s2 = augment.random_augment(seq, ("crop", "reorder", "mask"), g, **kw)
+    assert not torch.equal(s1, s2)  # two explicit augmentations per user
+    z1 = torch.stack([model.encode(s[None])[0] for s in s1])
+    z2 = torch.stack([model.encode(s[None])[0] for s in s2])
+    assert got == pytest.approx(naive_adaptssr(z1, z1, z2, z2, batch.users), rel=1e-4)
