@@ -125,8 +125,9 @@ def _train_bounds(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class NextItemStream(Stream):
-    """User history → next item: the recency-weighted mean of the last `history_len` items' embeddings must
-    pick out the next training item among the batch's targets.
+    """User history → next item: the recency-weighted mean of the history's item embeddings (the whole history
+    before the target, or its last `history_len` items if > 0) must pick out the next training item among the
+    batch's targets.
 
     With `history_grad` the history items are encoded with gradients at every step (exact, but ~10 texts per
     example). Without it (the default) they are read from a memory of every item's embedding under the
@@ -150,7 +151,11 @@ class NextItemStream(Stream):
         s = np.repeat(self.starts, self.k)
         e = np.repeat(self.ends, self.k)
         pos = s + rng.integers(1, e - s)  # target position, after at least one history item
-        hist = pad_left(self.items, np.maximum(s, pos - self.history_len), pos, self.history_len)  # (n, T)
+        if self.history_len > 0:
+            hist = pad_left(self.items, np.maximum(s, pos - self.history_len), pos, self.history_len)  # (n, T)
+        else:
+            width = int((self.ends - self.starts).max())  # a fixed width, so epochs' draws concatenate
+            hist = pad_left(self.items, s, pos, width)  # (n, T): the whole history
         return {"history": hist, "target": self.items[pos]}
 
     def before_step(self, step: int) -> None:
@@ -159,6 +164,8 @@ class NextItemStream(Stream):
 
     def loss(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
         hist, tgt = batch["history"], batch["target"]
+        used = np.nonzero((hist != 0).any(axis=0))[0]
+        hist = hist[:, used[0] if len(used) else hist.shape[1] - 1 :]  # drop all-padding columns (B, T)
         B, T = hist.shape
         if self.history_grad:
             emb, inv = self.table.embed_unique(np.concatenate([hist.ravel(), tgt]))

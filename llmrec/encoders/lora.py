@@ -1,9 +1,13 @@
 """LoRA (peft) fine-tuning of a text item encoder on a domain's training interactions, and adapter I/O.
 
 Objectives (contrastive, in-batch negatives, temperature τ; see `llmrec.encoders.contrastive`):
-- `next_item` (Recformer / UniSRec style): a user's recent training history → the next training item. The
-  user vector is the recency-weighted mean of the history's item embeddings (exactly the zero-shot user
-  encoder that scores with the adapter later), so gradients flow through every history item and the target.
+- `next_item` (Recformer / UniSRec style): a user's training history → the next training item. The user
+  vector is built exactly as the `text:` scorer's zero-shot user encoder builds it when it scores with the
+  adapter later (`llmrec.encoders.text_user.recency_mean`): the recency-weighted (decay^age) mean of the item
+  embeddings of the WHOLE history before the target (`history_len: 0`; a positive value keeps only the last
+  N items, which scoring does not do), L2-normalised; and item sentences are cut at the same `max_length`
+  (128 tokens) as the scorer's. On ml-100k no sentence reaches 64 tokens (the longest has 39), so the length
+  only matters for catalogues with long texts.
 - `cooc`: item–item co-occurrence, an item and one that follows it within a window in a training sequence.
 - `dp` (Tiny-NewsRec's domain post-training): one text field of an item (e.g. the title) must pick out the
   item's other fields (e.g. genres) among the batch's.
@@ -68,7 +72,7 @@ class LoraTuneConfig:
     warmup: float = 0.05  # fraction of the steps with a linear warm-up, then linear decay to 0
     weight_decay: float = 0.0
     temperature: float = 0.05  # τ on cosine similarities
-    history_len: int = 10  # next_item: the most recent items averaged into the user vector
+    history_len: int = 0  # next_item: 0 = the whole history (as the scorer), N = only the last N items
     decay: float = 0.9  # next_item: recency weight per step back (same as the zero-shot user encoder)
     history_grad: bool = False  # next_item: backprop through history items too (exact, ~8x slower on CPU)
     refresh_every: int = 50  # next_item without history_grad: recompute the item memory every N steps
@@ -78,7 +82,7 @@ class LoraTuneConfig:
     samples_per_user: int = 4  # next_item / cooc: examples drawn per user per epoch
     cooc_window: int = 3  # cooc: the positive follows the anchor within this many positions
     dp_anchor: str = "title"  # dp: this field vs the item's other text fields
-    max_length: int = 64  # tokens per item sentence in training
+    max_length: int = 128  # tokens per item sentence in training (the text scorer's default too)
     grad_clip: float = 1.0
     seed: int = 0
     eval_protocols: list[str] = field(default_factory=lambda: ["full", "sampled:100"])  # validation metrics
@@ -89,8 +93,8 @@ class LoraTuneConfig:
             raise ValueError(f"objectives must be a non-empty list of {list(OBJECTIVES)}, got {self.objectives}")
         if self.weights and len(self.weights) != len(self.objectives):
             raise ValueError(f"weights has {len(self.weights)} entries for {len(self.objectives)} objectives")
-        if self.r < 1 or self.batch_size < 2 or self.epochs < 0 or self.history_len < 1:
-            raise ValueError("need r ≥ 1, batch_size ≥ 2 (in-batch negatives), epochs ≥ 0, history_len ≥ 1")
+        if self.r < 1 or self.batch_size < 2 or self.epochs < 0 or self.history_len < 0:
+            raise ValueError("need r ≥ 1, batch_size ≥ 2 (in-batch negatives), epochs ≥ 0, history_len ≥ 0")
         if self.negatives not in ("batch", "catalog"):
             raise ValueError(f"negatives must be 'batch' or 'catalog', got {self.negatives!r}")
         if not 0 < self.temperature <= 10 or not 0 < self.decay <= 1:

@@ -250,3 +250,42 @@ def test_shipped_adapter_verifies_and_loads():
     texts = ["title: Heat (1995); genres: Action, Crime, Thriller; year: 1995"]
     a, b = tuned.encode(texts), base.encode(texts)
     assert a.shape == (1, 384) and not torch.allclose(a, b, atol=1e-4)
+
+
+def test_training_builds_the_user_vector_and_cuts_sentences_as_the_scorer_does(tiny_model, shop_a):
+    """next_item's user side (the memory path) equals the `text:` scorer's zero-shot user vector over the same
+    whole history, and its item table equals the scorer's catalogue embeddings at the same max_length."""
+    from llmrec.encoders.text_user import recency_mean
+    from llmrec.scorers.text_sim import TextScorerConfig
+
+    ds, split = shop_a
+    cfg = _cfg(tiny_model)
+    assert (cfg.max_length, cfg.decay, cfg.history_len) == (TextScorerConfig().max_length, TextScorerConfig().decay, 0)
+    enc = TextEncoder.load(tiny_model, max_length=cfg.max_length)
+    stream = contrastive.build_objectives(enc, ds, split, cfg)[0]
+    # every drawn history is the user's whole training sequence before the target
+    ex = stream.draw(np.random.default_rng(0))
+    starts = np.repeat(stream.starts, stream.k)
+    for row, (hist, target) in enumerate(zip(ex["history"], ex["target"])):
+        items = hist[hist > 0].tolist()
+        s = int(starts[row])
+        assert split.items[s : s + len(items)].tolist() == items and split.items[s + len(items)] == target
+    batch = stream.epoch_batches(np.random.default_rng(0), 1)[0]
+    stream.before_step(0)
+    seen = {}
+    real_info_nce = contrastive.info_nce
+
+    def spy(user, t, tau, same):
+        seen["user"] = user.detach()
+        return real_info_nce(user, t, tau, same)
+
+    contrastive.info_nce = spy
+    try:
+        with torch.no_grad():
+            stream.loss(batch)
+    finally:
+        contrastive.info_nce = real_info_nce
+    catalog = enc.encode_catalog(ds.items, cache=False)  # (N+1, H): what the scorer encodes
+    assert torch.allclose(stream.memory, catalog, atol=1e-5)
+    want = recency_mean(catalog, torch.from_numpy(batch["history"]), cfg.decay)  # the scorer's user vector
+    assert torch.allclose(seen["user"], want, atol=1e-5)
