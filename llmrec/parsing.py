@@ -15,11 +15,24 @@ item, never a candidate).
 Matching one entry against the candidates (`TitleMatcher.match`), first rule that gives one answer wins:
 1. exact after normalisation (case, accents, punctuation, `&`/and, a trailing `, The` moved to the front),
    with the year kept — so `Hamlet (1990)` and `Hamlet (1996)` stay apart;
-2. exact with the year `(1995)` dropped and a leading the/a/an dropped, when that names one candidate;
+2. exact with the year `(1995)` dropped and a leading the/a/an dropped, when that names one title;
 3. the entry contains candidate titles (whole words): the longest one (`3. Heat - a heist thriller`);
 4. partial title: the entry is a whole-word part of exactly one candidate title (`Star Trek IV`), at least
    two words or five letters;
 5. fuzzy: difflib similarity ≥ `cutoff` (0.8) to one candidate, clearly ahead (margin 0.05) of the next.
+A title of one letter (`M (1931)`) is matched by rules 1-2 only (inside other text, "m" is too common).
+
+The user's history. Given the titles the user interacted with (`history=`), an entry that is exactly one of
+them (and not a candidate) is invalid (`how` "history", counted in `echoed`) before rules 2-5 could read a
+candidate inside it (`Star Wars: Return of the Jedi` watched, `Star Wars` a candidate); in rules 3-5 a
+candidate title inside a history title the entry writes is not read, and a history title competes in rules
+4-5 (an entry that is part of, or close to, a history title is ambiguous).
+
+Candidates with the same title (two `Hamlet (1996)`, or two catalogue items of one name): each mention of the
+title names the next one not yet named, so writing it twice names both.
+
+The NIR paper's own hit rule, `named_anywhere(answer, title)`: the target's title, as shown in the prompt,
+occurs anywhere in the answer (the authors' `elem[1] in predictions`) — HR only, no rank.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ import difflib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,71 +105,160 @@ def display_title(title: str) -> str:
 class TitleMatcher:
     """Matches free text to one of a fixed list of candidate titles (module doc: the rules, in order).
 
-    Built once per candidate list; `match(text)` returns the candidate index or None, and `how` names the
-    rule that matched ("exact", "exact_no_year", "contains", "partial", "fuzzy").
+    Built once per candidate list (and the user's history titles, when known); `match(text, taken)` returns
+    the candidate index or None, and `how` names the rule that decided ("exact", "exact_no_year", "contains",
+    "partial", "fuzzy"; for None: "empty", "history", "none").
+
+    Candidates that are the same title (the same normalised title with its year) form one group: a match names
+    the group, and the candidate returned is the group's first one not in `taken` (the first one if all are),
+    so a title written twice names both candidates that share it.
     """
 
-    def __init__(self, titles: Sequence[str], cutoff: float = 0.8, margin: float = 0.05) -> None:
+    def __init__(
+        self, titles: Sequence[str], cutoff: float = 0.8, margin: float = 0.05, history: Sequence[str] = ()
+    ) -> None:
         self.titles = [str(t) for t in titles]
         self.cutoff = cutoff
         self.margin = margin
-        self.full: dict[str, int] = {}
-        self.short: dict[str, list[int]] = {}
+        self.keys = [normalise_title(t) for t in self.titles]  # (C,) short key of each candidate
+        self.members: list[list[int]] = []  # group -> candidate indices with that exact title, in order
+        self.full: dict[str, int] = {}  # normalised title with year -> group
         for i, t in enumerate(self.titles):
-            self.full.setdefault(normalise_title(t, keep_year=True), i)
-            self.short.setdefault(normalise_title(t), []).append(i)
-        self.keys = [normalise_title(t) for t in self.titles]
-        # longest first, so "star wars return of the jedi" wins over "star wars" inside the same entry
+            g = self.full.setdefault(normalise_title(t, keep_year=True), len(self.members))
+            if g == len(self.members):
+                self.members.append([])
+            self.members[g].append(i)
+        self.group_keys = [self.keys[m[0]] for m in self.members]  # short key of each group
+        self.short: dict[str, list[int]] = {}  # short key -> groups (more than one: ambiguous without the year)
+        for g, k in enumerate(self.group_keys):
+            self.short.setdefault(k, []).append(g)
+        # the user's own titles that are not candidates: an entry naming one is invalid, never a candidate
+        hist = [str(h) for h in history]
+        self.history_full = {normalise_title(h, keep_year=True) for h in hist} - set(self.full)
+        self.history_short = {k for k in (normalise_title(h) for h in hist) if k} - set(self.short)
+        self.history_keys = sorted(self.history_short)
+        # contains / mentions: longest first, so "star wars return of the jedi" wins over "star wars" inside the
+        # same text; a title of one letter ("M") is matched only when the entry is exactly that title
         self._by_length = sorted(
-            [(k, i) for i, k in enumerate(self.keys) if k], key=lambda x: (-len(x[0]), x[1])
+            [(k, g) for g, k in enumerate(self.group_keys) if _letters(k) >= 2], key=lambda x: (-len(x[0]), x[1])
         )
+        self._history_spans = sorted([k for k in self.history_keys if _letters(k) >= 2], key=lambda k: -len(k))
 
-    def match(self, text: str) -> tuple[int | None, str]:
+    def _pick(self, group: int, taken: Collection[int]) -> int:
+        return next((i for i in self.members[group] if i not in taken), self.members[group][0])
+
+    def match(self, text: str, taken: Collection[int] = ()) -> tuple[int | None, str]:
         full = normalise_title(text, keep_year=True)
         short = normalise_title(text)
-        if len(short.replace(" ", "")) < 2:
+        if not _letters(short):
             return None, "empty"
         if full in self.full:
-            return self.full[full], "exact"
+            return self._pick(self.full[full], taken), "exact"
+        if full in self.history_full:
+            return None, "history"
         if len(self.short.get(short, [])) == 1:
-            return self.short[short][0], "exact_no_year"
+            return self._pick(self.short[short][0], taken), "exact_no_year"
+        if short in self.history_short:
+            return None, "history"
+        if _letters(short) < 2:
+            return None, "empty"
         padded = f" {short} "
-        for key, i in self._by_length:
-            if f" {key} " in padded and len(self.short[key]) == 1:  # a title two candidates share is ambiguous
-                return i, "contains"
+        echoed = _covered(padded, self._history_spans)  # characters inside a history title written in the entry
+        for key, g in self._by_length:
+            if len(self.short[key]) == 1 and _occurs_outside(padded, f" {key} ", echoed):
+                return self._pick(g, taken), "contains"  # (a title two candidates share is ambiguous)
         if len(short.split()) >= 2 or len(short) >= 5:
-            hits = {i for i, k in enumerate(self.keys) if f" {short} " in f" {k} "}
-            if len(hits) == 1:
-                return hits.pop(), "partial"
-        ratios = sorted(
-            ((difflib.SequenceMatcher(None, short, k).ratio(), i) for i, k in enumerate(self.keys) if k),
-            reverse=True,
-        )
-        if ratios and ratios[0][0] >= self.cutoff:
-            if len(ratios) == 1 or ratios[0][0] - ratios[1][0] >= self.margin:
-                return ratios[0][1], "fuzzy"
+            hits = {g for g, k in enumerate(self.group_keys) if f" {short} " in f" {k} "}
+            in_history = any(f" {short} " in f" {k} " for k in self.history_keys)
+            if len(hits) == 1 and not in_history:
+                return self._pick(hits.pop(), taken), "partial"
+        g = self._fuzzy(short)
+        if g is not None:
+            return self._pick(g, taken), "fuzzy"
         return None, "none"
 
+    def _fuzzy(self, short: str) -> int | None:
+        """The group whose title is ≥ cutoff similar and clearly (margin) ahead of every other title, history
+        titles included (None when the best is a history title)."""
+        sm = difflib.SequenceMatcher(None, "", short)
+        scored: list[tuple[float, int]] = []
+        for g, k in enumerate(self.group_keys):
+            if k:
+                sm.set_seq1(k)
+                scored.append((sm.ratio(), g))
+        for k in self.history_keys:
+            sm.set_seq1(k)
+            if sm.real_quick_ratio() >= self.cutoff - self.margin and sm.quick_ratio() >= self.cutoff - self.margin:
+                scored.append((sm.ratio(), -1))  # -1: a history title
+        scored.sort(key=lambda x: x[0], reverse=True)
+        if not scored or scored[0][0] < self.cutoff or scored[0][1] < 0:
+            return None
+        if len(scored) > 1 and scored[0][0] - scored[1][0] < self.margin:
+            return None
+        return scored[0][1]
+
     def mentions(self, text: str) -> list[int]:
-        """Candidates named anywhere in free text, in order of first occurrence (whole words, longest first,
-        non-overlapping)."""
+        """Candidates named anywhere in free text, in order of occurrence (whole words, longest first,
+        non-overlapping; a title shared by k candidates names each of them once, in order, over its first k
+        occurrences; text inside a history title the text names is not read as a candidate)."""
         padded = f" {normalise_title(text)} "
         taken = [False] * len(padded)
-        found: list[tuple[int, int]] = []
-        for key, i in self._by_length:
-            if len(self.short[key]) > 1:
-                continue
+        found: list[tuple[int, int]] = []  # (position, group)
+        spans = [(k, g) for k, g in self._by_length if len(self.short[k]) == 1]
+        spans += [(k, -1) for k in self._history_spans]
+        spans.sort(key=lambda x: -len(x[0]))  # stable: a candidate before a history title of the same length
+        for key, g in spans:
             needle = f" {key} "
-            start = padded.find(needle)
-            while start >= 0:
+            limit = len(self.members[g]) if g >= 0 else len(padded)
+            start, hits = padded.find(needle), 0
+            while start >= 0 and hits < limit:
                 span = range(start + 1, start + len(needle) - 1)
                 if not any(taken[p] for p in span):
                     for p in span:
                         taken[p] = True
-                    found.append((start, i))
-                    break
+                    if g >= 0:
+                        found.append((start, g))
+                    hits += 1
                 start = padded.find(needle, start + 1)
-        return [i for _, i in sorted(found)]
+        out: list[int] = []
+        for _, g in sorted(found):
+            out.append(self._pick(g, out))
+        return out
+
+
+def _letters(key: str) -> int:
+    return len(key.replace(" ", ""))
+
+
+def _covered(padded: str, keys: Sequence[str]) -> list[bool]:
+    """Per character of `padded`: inside a whole-word occurrence of one of `keys`."""
+    cov = [False] * len(padded)
+    for key in keys:
+        needle = f" {key} "
+        start = padded.find(needle)
+        while start >= 0:
+            for p in range(start + 1, start + len(needle) - 1):
+                cov[p] = True
+            start = padded.find(needle, start + 1)
+    return cov
+
+
+def _occurs_outside(padded: str, needle: str, covered: list[bool]) -> bool:
+    """`needle` occurs in `padded` at least once not wholly inside a covered (history title) span."""
+    start = padded.find(needle)
+    while start >= 0:
+        if not all(covered[start + 1 : start + len(needle) - 1]):
+            return True
+        start = padded.find(needle, start + 1)
+    return False
+
+
+def named_anywhere(text: str, title: str) -> bool:
+    """The NIR paper's hit rule (Wang & Lim 2023; `three_stage_0_NIR.py`: `if elem[1] in predictions`): the
+    target's title, exactly as given to the model, occurs anywhere in the generated answer — on either side of
+    a `watched - candidate` pair, at any position of the list, even as part of a longer title. A hit-rate rule
+    (HR, no rank): it credits any mention, so it is looser than reading the ranked candidates."""
+    return bool(title) and str(title) in (text or "")
 
 
 @dataclass
@@ -165,12 +267,14 @@ class ParsedList:
 
     order: candidate indices (into the list given to the parser), each at most once, first mention first.
     entries: items the model wrote (list entries, or title mentions in free text); invalid: entries that name
-    no candidate; duplicates: entries naming a candidate already in `order`; how: which rule matched each.
+    no candidate; echoed: those of them that are the user's own history titles; duplicates: entries naming a
+    candidate already in `order`; how: which rule matched each.
     """
 
     order: list[int] = field(default_factory=list)
     entries: int = 0
     invalid: int = 0
+    echoed: int = 0
     duplicates: int = 0
     mode: str = "empty"  # "list" | "lines" | "free" | "empty"
     how: Counter = field(default_factory=Counter)
@@ -200,9 +304,11 @@ def parse_ranking(
     text: str,
     titles: Sequence[str] | TitleMatcher,
     fmt: OutputFormat = "ranking",
+    history: Sequence[str] = (),
 ) -> ParsedList:
-    """Read an ordered list of candidates from model text (see the module doc). Never raises on bad text."""
-    matcher = titles if isinstance(titles, TitleMatcher) else TitleMatcher(titles)
+    """Read an ordered list of candidates from model text (see the module doc). Never raises on bad text.
+    `history`: the user's own titles (ignored when `titles` is already a TitleMatcher: give them to it)."""
+    matcher = titles if isinstance(titles, TitleMatcher) else TitleMatcher(titles, history=history)
     out = ParsedList()
     entries, out.mode = split_entries(text)
     if fmt == "free" or out.mode == "free":
@@ -215,9 +321,10 @@ def parse_ranking(
     seen: set[int] = set()
     for entry in entries:
         out.entries += 1
-        found = _match_entry(matcher, entry, fmt)
+        found, why = _match_entry(matcher, entry, fmt, seen)
         if not found:
             out.invalid += 1
+            out.echoed += why == "history"
             continue
         new = [(i, how) for i, how in found if i not in seen]
         if not new:
@@ -229,21 +336,24 @@ def parse_ranking(
     return out
 
 
-def _match_entry(matcher: TitleMatcher, entry: str, fmt: OutputFormat) -> list[tuple[int, str]]:
-    """The candidates one entry names: one, or for a pair the right side then any left side that is exactly a
-    candidate (the left should name a watched item, which is never a candidate: a model that writes a
-    candidate there has named it too; partial and fuzzy matches of the left side do not count)."""
+def _match_entry(
+    matcher: TitleMatcher, entry: str, fmt: OutputFormat, taken: set[int]
+) -> tuple[list[tuple[int, str]], str]:
+    """(the candidates one entry names, the rule that decided the main side): one, or for a pair the right side
+    then any left side that is exactly a candidate (the left should name a watched item, which is never a
+    candidate: a model that writes a candidate there has named it too; partial and fuzzy matches of the left
+    side do not count). `taken`: candidates already named (a title shared by two candidates names the next)."""
     if fmt == "numbered_pairs":
         segments = _PAIR_SEP.split(entry)
         if len(segments) > 1:
             found = []
-            idx, how = matcher.match(segments[-1])
+            idx, how = matcher.match(segments[-1], taken)
             if idx is not None:
                 found.append((idx, how))
             for seg in segments[:-1]:
-                j, how_j = matcher.match(seg)
+                j, how_j = matcher.match(seg, taken | {i for i, _ in found})
                 if j is not None and how_j.startswith("exact") and j != idx:
                     found.append((j, how_j))
-            return found
-    idx, how = matcher.match(entry)
-    return [] if idx is None else [(idx, how)]
+            return found, how
+    idx, how = matcher.match(entry, taken)
+    return ([] if idx is None else [(idx, how)]), how

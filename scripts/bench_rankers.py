@@ -1,9 +1,16 @@
 """Zero-shot LLM rankers (NIR, listwise, verbalizer, pointwise) on the embedded model, next to random, popularity
 and item-kNN on the same candidates; parse quality, tokens and time per user; verbalizer vs generation speed.
 
+Every row names its rule (the `rule` column): how candidates a generative model never named were scored —
+`bottom` (tied below every named one; llmrec's default, strict), `fill` (a seeded random order after the named
+ones: a free ~10/19 HR@10 for a model that names nothing) — or `named anywhere` (the NIR paper's hit rule: the
+target's title occurs anywhere in the answer; HR only), or `n/a` (the scorer scores every candidate).
+
 Stages (`--stages`, default all; rows of stages not run are kept from the existing JSON):
 - nir:      data set nir-ml-100k, protocol `nir` (the 170 published NIR candidate sets, 19 candidates).
-            Also the paper's GPT-3.5 outputs re-read with llmrec's parser, next to the authors' Hit@10.
+            Also the paper's GPT-3.5 outputs re-read with llmrec's parser, next to the authors' Hit@10. The
+            generative rankers and the GPT-3.5 answers appear under `bottom` and `fill` (the same answers: the
+            `fill` rows come from the response cache), and GPT-3.5 and `llm:nir` under `named anywhere` too.
 - uf:       nir-ml-100k, `nir-uf:19` (NIR user filtering) over all 943 users; a target missing from a user's
             candidates is a miss. Cheap rankers and baselines rank all 943; the generative ones rank only the
             users whose candidates hold the target and their metrics are rescaled to 943 (exact: every other
@@ -21,7 +28,10 @@ the cache keeps the time measured when it was computed.
 
 Run alone on the machine: `flock /tmp/llmrec-bench.lock .venv/bin/python scripts/bench_rankers.py [--stages nir
 timing sampled uf] [--sample 30]` (or `--row-lock` without the outer flock: the lock is then taken per LLM row).
-Writes eval/results/llm_rankers.{json,md} after every stage.
+Writes eval/results/llm_rankers.{json,md} after every stage (`--out STEM` elsewhere).
+Smoke run (a few seconds of model time): `scripts/bench_rankers.py --stages nir --max-users 3 --out
+/tmp/llm_rankers --response-cache /tmp/llm-responses.sqlite` (a sample of the 170 users; `--max-users` needs
+`--out`, so a smoke run never overwrites the committed tables).
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ from llmrec.data.candidates import make_candidates  # noqa: E402
 from llmrec.evaluation import evaluate  # noqa: E402
 from llmrec.evaluation.report import machine_info  # noqa: E402
 from llmrec.io import atomic_write_json, atomic_write_text  # noqa: E402
+from llmrec.parsing import named_anywhere  # noqa: E402
+from llmrec.rankers.nir import step3_answers  # noqa: E402
 from llmrec.scorers import ScorerContext, build_scorer  # noqa: E402
 from llmrec.scorers.llm import LLMScorer  # noqa: E402
 from llmrec.types import CandidateSet  # noqa: E402
@@ -63,6 +75,10 @@ RANKERS = ["verbalizer", "pointwise", "listwise", "nir"]
 GENERATIVE = {"listwise", "nir"}
 BASELINES = ["random", "pop", "itemknn"]
 STAGES = ["nir", "timing", "sampled", "uf"]  # in order of priority
+RULES = ("bottom", "fill")  # nir stage: generative rows under both rules for never-named candidates
+ANYWHERE = "named anywhere"  # the NIR paper's hit rule (HR only)
+MAX_USERS = 0  # --max-users: a seeded sample of the nir stage's 170 users (a smoke run); 0 = all
+RESPONSE_CACHE: Path | None = None  # --response-cache (default: <llmrec cache>/llm-responses.sqlite)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
@@ -75,7 +91,7 @@ class Shared:
         from llmrec.llm.models import cache_dir
 
         self.raw = make_backend(LLM, batch_size=16, num_threads=1)
-        self.cached = CachedBackend(self.raw, ResponseCache(cache_dir() / "llm-responses.sqlite"))
+        self.cached = CachedBackend(self.raw, ResponseCache(RESPONSE_CACHE or cache_dir() / "llm-responses.sqlite"))
 
 
 def llm_scorer(ranker: str, backend: Any, titles: str, **opts: Any) -> LLMScorer:
@@ -86,6 +102,45 @@ def llm_scorer(ranker: str, backend: Any, titles: str, **opts: Any) -> LLMScorer
 def label(ranker: str, opts: dict[str, Any]) -> str:
     extra = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
     return f"llm:{ranker}" + (f" ({extra})" if extra else "")
+
+
+class Step3Recorder:
+    """Passes an `llm:nir` scorer through `evaluate` and keeps each user's step-3 answer (the given candidate
+    order's), for the paper's named-anywhere rule."""
+
+    def __init__(self, inner: LLMScorer) -> None:
+        self.inner, self.name, self.batch_size = inner, inner.name, inner.batch_size
+        self.answers: dict[int, str] = {}
+
+    def fit(self, ds: Any, split: Any) -> None:
+        self.inner.fit(ds, split)
+
+    def score(self, batch: Any) -> torch.Tensor:
+        s = self.inner.score(batch)
+        for u, r in zip(batch.users.tolist(), self.inner.last_results):
+            self.answers[int(u)] = step3_answers(r)[0]
+        return s
+
+    def report(self) -> dict[str, Any]:
+        return self.inner.report()
+
+
+def named_anywhere_row(stage: str, ds: Any, cands: CandidateSet, answers: dict[int, str], titles: list[str],
+                       name: str, users_note: str) -> dict[str, Any]:
+    """HR@10 under the NIR paper's rule: the target's title, as the prompt showed it (`titles`), occurs anywhere
+    in the user's answer; a target that is not one of the user's candidates is a miss. No rank: NDCG/MRR –."""
+    hits = [bool(t in items) and named_anywhere(answers.get(int(u), ""), titles[int(t)])
+            for u, t, items in zip(cands.users, cands.targets, cands.items)]
+    row: dict[str, Any] = {
+        "stage": stage, "dataset": ds.name, "protocol": cands.protocol, "scorer": name, "users": users_note,
+        "n_ranked": len(hits), "n_users": len(hits), "rule": ANYWHERE,
+        "HR@10": round(float(np.mean(hits)), 4) if hits else None, "NDCG@10": None, "MRR": None,
+        "candidates_hash": cands.hash,
+    }
+    print(json.dumps({k: row[k] for k in row if k != "candidates_hash"}), flush=True)
+    DONE.append(row)
+    write(DONE, {})
+    return row
 
 
 ROW_LOCK = False  # --row-lock: take the lock per LLM row (never under an outer `flock` on the same file: deadlock)
@@ -107,10 +162,12 @@ def bench_lock() -> Iterator[None]:
 
 
 def run_row(stage: str, ds: Any, split: Any, cands: CandidateSet, scorer: Any, name: str, users_note: str,
-            scale_to: int | None = None) -> dict[str, Any]:
-    """Evaluate one scorer on one candidate set; metrics optionally rescaled to `scale_to` users (misses)."""
+            scale_to: int | None = None, rule: str | None = None) -> dict[str, Any]:
+    """Evaluate one scorer on one candidate set; metrics optionally rescaled to `scale_to` users (misses).
+    `rule`: the never-named rule when the scorer's report does not say it (fixed scores)."""
     scorer.fit(ds, split)
-    with bench_lock() if isinstance(scorer, LLMScorer) else contextlib.nullcontext():  # baselines take ms
+    is_llm = isinstance(getattr(scorer, "inner", scorer), LLMScorer)
+    with bench_lock() if is_llm else contextlib.nullcontext():  # baselines take ms
         res = evaluate(scorer, ds, split, cands, progress=sys.stderr.isatty())
     m = dict(res.metrics)
     n = len(cands.users)
@@ -118,7 +175,7 @@ def run_row(stage: str, ds: Any, split: Any, cands: CandidateSet, scorer: Any, n
         m = {k: (v * n / scale_to if k.startswith(("HR@", "NDCG@")) or k == "MRR" else v) for k, v in m.items()}
     row: dict[str, Any] = {
         "stage": stage, "dataset": ds.name, "protocol": cands.protocol, "scorer": name, "users": users_note,
-        "n_ranked": n, "n_users": scale_to or n,
+        "n_ranked": n, "n_users": scale_to or n, "rule": rule or res.scorer_report.get("unnamed_rule", "n/a"),
         "HR@10": round(m["HR@10"], 4), "NDCG@10": round(m["NDCG@10"], 4), "MRR": round(m["MRR"], 4),
         "candidates_hash": res.candidates_hash,
     }
@@ -133,6 +190,7 @@ def run_row(stage: str, ds: Any, split: Any, cands: CandidateSet, scorer: Any, n
             completion_tok_per_user=rep["completion_tokens_per_user"],
             requests=req, llm_calls=calls, cache_hits=rep["cache_hits"], wall_s=rep["wall_s"],
             s_per_user=(round(rep["wall_s"] * req / (calls * rep["users"]), 3) if calls else None),
+            unnamed_share=rep.get("unnamed_share"),
         )
     print(json.dumps({k: row[k] for k in row if k not in ("candidates_hash",)}), flush=True)
     DONE.append(row)
@@ -172,8 +230,10 @@ class FixedScores:
         return torch.tensor([[self.table.get((int(uu), int(i)), -1e9) for i in row] for uu, row in zip(u, c)])
 
 
-def published_gpt35(ds: Any, split: Any, cands: CandidateSet) -> list[dict[str, Any]]:
-    """The paper's GPT-3.5 step-3 answers re-read with llmrec's parser (named first, the rest seeded)."""
+def published_gpt35(ds: Any, split: Any, cands: CandidateSet, users_note: str) -> list[dict[str, Any]]:
+    """The paper's GPT-3.5 step-3 answers: the authors' Hit@10, the answers re-read with llmrec's parser (the
+    user's history titles known to it) under each rule for never-named candidates, and the paper's
+    named-anywhere rule recomputed (`llmrec.parsing.named_anywhere`)."""
     from llmrec.data import nir
     from llmrec.data.datasets import DATASETS, locate
     from llmrec.parsing import TitleMatcher, parse_ranking
@@ -181,25 +241,41 @@ def published_gpt35(ds: Any, split: Any, cands: CandidateSet) -> list[dict[str, 
 
     folder, _ = locate(DATASETS.get("nir-ml-100k"), None)
     answers = {int(r["PID"]): r["Predictions"] for r in json.loads((folder / nir.RESULTS_FILE).read_text())}
-    table: dict[tuple[int, int], float] = {}
-    parsed_n = invalid = named = 0
-    for u, items in zip(cands.users, cands.items):
+    by_user = {int(u): answers[int(ds.user_index[u - 1])] for u in cands.users}
+    histories = split.history_lists(cands.users, "test")
+    tables: dict[str, dict[tuple[int, int], float]] = {rule: {} for rule in RULES}
+    parsed_n = invalid = named = unnamed = n_cands = 0
+    for u, items, hist in zip(cands.users, cands.items, histories):
         titles = ds.items.titles(items)
-        p = parse_ranking(answers[int(ds.user_index[u - 1])], TitleMatcher(titles), "numbered_pairs")
+        matcher = TitleMatcher(titles, history=ds.items.titles(hist))
+        p = parse_ranking(by_user[int(u)], matcher, "numbered_pairs")
         parsed_n += p.parsed
         invalid += p.invalid
         named += p.entries
-        s = positional_scores(p.order, len(titles), user_rng(SEED, int(u)).permutation(len(titles)))
-        table.update({(int(u), int(i)): float(v) for i, v in zip(items, s)})
-    row = run_row("nir", ds, split, cands, FixedScores(table), "gpt-3.5 (published answers, llmrec parser)", "170")
-    row.update(parse_rate=round(parsed_n / len(cands.users), 4), invalid_item_rate=round(invalid / named, 4))
-    DONE.remove(row)
-    paper = {"stage": "nir", "dataset": ds.name, "protocol": "nir", "scorer": "gpt-3.5 (paper: authors' Hit@10)",
-             "users": "170", "n_ranked": 170, "n_users": 170, "HR@10": cands.meta.get("gpt35_hit_at_10"),
-             "NDCG@10": None, "MRR": None}
-    DONE.extend([paper, row])
+        unnamed += len(titles) - len(set(p.order))
+        n_cands += len(titles)
+        for rule in RULES:
+            rest = user_rng(SEED, int(u)).permutation(len(titles)) if rule == "fill" else None
+            scores = positional_scores(p.order, len(titles), rest)
+            tables[rule].update({(int(u), int(i)): float(v) for i, v in zip(items, scores)})
+    rows = []
+    if not MAX_USERS:  # the authors' number is over all 170
+        rows.append({"stage": "nir", "dataset": ds.name, "protocol": "nir",
+                     "scorer": "gpt-3.5 (paper: authors' Hit@10)", "users": "170", "n_ranked": 170, "n_users": 170,
+                     "rule": ANYWHERE, "HR@10": cands.meta.get("gpt35_hit_at_10"), "NDCG@10": None, "MRR": None})
+        DONE.append(rows[-1])
+    for rule in RULES:
+        name = "gpt-3.5 (published answers, llmrec parser)" + ("" if rule == "bottom" else f" (unnamed={rule})")
+        row = run_row("nir", ds, split, cands, FixedScores(tables[rule]), name, users_note, rule=rule)
+        row.update(parse_rate=round(parsed_n / len(cands.users), 4),
+                   invalid_item_rate=round(invalid / named, 4) if named else None,
+                   unnamed_share=round(unnamed / n_cands, 4) if n_cands else None)
+        rows.append(row)
+    raw_titles = ["", *(ds.items.title(i) for i in range(1, ds.n_items + 1))]  # as in the paper's prompts
+    rows.append(named_anywhere_row("nir", ds, cands, by_user, raw_titles, "gpt-3.5 (published answers, named "
+                                   "anywhere, llmrec)", users_note))
     write(DONE, {})
-    return [paper, row]
+    return rows
 
 
 # ---- stages -------------------------------------------------------------------------------------------------
@@ -207,14 +283,27 @@ def stage_nir(sh: Shared) -> list[dict[str, Any]]:
     ds = load_dataset("nir-ml-100k")
     split = leave_one_out(ds)
     cands = make_candidates(ds, split, "nir", "test", SEED)
-    rows = published_gpt35(ds, split, cands)
+    note = "170"
+    if MAX_USERS:
+        cands, note = seeded_sample(cands, MAX_USERS), f"sample {MAX_USERS} of 170"
+    rows = published_gpt35(ds, split, cands, note)
     for b in BASELINES:
-        rows.append(run_row("nir", ds, split, cands, build_scorer(b, ScorerContext(seed=SEED)), b, "170"))
+        rows.append(run_row("nir", ds, split, cands, build_scorer(b, ScorerContext(seed=SEED)), b, note))
     for r in RANKERS:
-        rows.append(run_row("nir", ds, split, cands, llm_scorer(r, sh.cached, "raw"), label(r, {}), "170"))
+        if r not in GENERATIVE:
+            rows.append(run_row("nir", ds, split, cands, llm_scorer(r, sh.cached, "raw"), label(r, {}), note))
+            continue
+        for rule in RULES:  # the same prompts under both rules: the second is answered by the response cache
+            opts = {} if rule == "bottom" else {"unnamed": rule}
+            sc = Step3Recorder(llm_scorer(r, sh.cached, "raw", unnamed=rule)) if r == "nir" else \
+                llm_scorer(r, sh.cached, "raw", unnamed=rule)
+            rows.append(run_row("nir", ds, split, cands, sc, label(r, opts), note))
+            if r == "nir" and rule == "bottom":
+                rows.append(named_anywhere_row("nir", ds, cands, sc.answers, sc.inner.titles,
+                                               label(r, {}) + " (named anywhere)", note))
     for r in ("verbalizer", "pointwise"):
         rows.append(run_row("nir", ds, split, cands, llm_scorer(r, sh.cached, "raw", bootstrap=3),
-                            label(r, {"bootstrap": 3}), "170"))
+                            label(r, {"bootstrap": 3}), note))
     return rows
 
 
@@ -310,17 +399,17 @@ def markdown(res: dict[str, Any]) -> str:
         "uf": "## ML-100K, NIR user filtering for all 943 users (`--dataset nir-ml-100k --protocol nir-uf:19`)",
         "sampled": "## ML-100K, 19 uniform negatives + the target (`--dataset ml-100k --protocol sampled:19`)",
     }
-    cols = ["scorer", "users", "HR@10", "NDCG@10", "MRR", "parse rate", "invalid items", "prompt tok/user",
-            "compl. tok/user", "s/user"]
+    cols = ["scorer", "rule", "users", "HR@10", "NDCG@10", "MRR", "parse rate", "invalid items", "never named",
+            "prompt tok/user", "compl. tok/user", "s/user"]
     for stage, head in heads.items():
         rows = [r for r in res["rows"] if r["stage"] == stage]
         if not rows:
             continue
-        out += [head, "", "| " + " | ".join(cols) + " |", "|---|---|" + "---:|" * (len(cols) - 2)]
+        out += [head, "", RULE_LINE, "", "| " + " | ".join(cols) + " |", "|---|---|---|" + "---:|" * (len(cols) - 3)]
         for r in rows:
             out.append("| " + " | ".join([
-                r["scorer"], str(r["users"]), fmt(r["HR@10"]), fmt(r["NDCG@10"]), fmt(r["MRR"]),
-                fmt(r.get("parse_rate"), 3), fmt(r.get("invalid_item_rate"), 3),
+                r["scorer"], r["rule"], str(r["users"]), fmt(r["HR@10"]), fmt(r["NDCG@10"]), fmt(r["MRR"]),
+                fmt(r.get("parse_rate"), 3), fmt(r.get("invalid_item_rate"), 3), fmt(r.get("unnamed_share"), 3),
                 fmt(r.get("prompt_tok_per_user"), 1), fmt(r.get("completion_tok_per_user"), 1),
                 fmt(r.get("s_per_user"), 2),
             ]) + " |")
@@ -328,10 +417,13 @@ def markdown(res: dict[str, Any]) -> str:
     t = [r for r in res["rows"] if r["stage"] == "timing"]
     if t:
         out += ["## Speed (no cache; ml-100k `sampled:19`, 20 candidates, the same seeded users for every row)", "",
-                "| ranker | how | users | s/user | prompt tok/user | compl. tok/user |", "|---|---|---:|---:|---:|---:|"]
+                RULE_LINE, "",
+                "| ranker | rule | how | users | s/user | prompt tok/user | compl. tok/user |",
+                "|---|---|---|---:|---:|---:|---:|"]
         for r in t:
-            out.append(f"| {r['scorer']} | {r['timing']} | {r['n_ranked']} | {fmt(r.get('s_per_user'), 3)} | "
-                       f"{fmt(r.get('prompt_tok_per_user'), 1)} | {fmt(r.get('completion_tok_per_user'), 1)} |")
+            out.append(f"| {r['scorer']} | {r['rule']} | {r['timing']} | {r['n_ranked']} | "
+                       f"{fmt(r.get('s_per_user'), 3)} | {fmt(r.get('prompt_tok_per_user'), 1)} | "
+                       f"{fmt(r.get('completion_tok_per_user'), 1)} |")
         out.append("")
         for line in res.get("speed", []):
             out.append(f"- {line}")
@@ -358,6 +450,22 @@ def speed_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+RULE_LINE = ("rule: how candidates a generative model never named were scored — `bottom` tied below every named one "
+             "(strict: a never-named target ranks last), `fill` a seeded random order after the named ones; "
+             "`named anywhere` the NIR paper's hit rule (the target's title anywhere in the answer, HR only); "
+             "`n/a` the scorer scores every candidate. never named: share of candidates named in no answer.")
+
+
+def legacy_rule(row: dict[str, Any]) -> str:
+    """The rule of a row written before rows named it: generative rows then always used the seeded fill."""
+    name = row["scorer"]
+    if name.startswith("gpt-3.5 (paper"):
+        return ANYWHERE
+    if name.startswith(("llm:listwise", "llm:nir", "gpt-3.5 (published answers")):
+        return "fill"
+    return "n/a"
+
+
 NOTES = [
     "Metrics: leave-one-out by time, test phase; HR@10, NDCG@10, MRR with pessimistic ties; a target missing from "
     "a user's candidates is a miss (rank infinite).",
@@ -366,7 +474,8 @@ NOTES = [
     "10/19 = 0.526, so NDCG@10 and MRR say more than HR@10. The paper's GPT-3.5 Hit@10 0.6706 counts a hit when "
     "the target's title appears anywhere in the answer; llmrec's parser reads the ranked candidates (the right "
     "side of each `watched - candidate` pair, a left side only when it is exactly a candidate) and takes the "
-    "first 10, which is stricter.",
+    "first 10, which is stricter. Its `named anywhere` rows apply the paper's rule (llmrec.parsing.named_anywhere: "
+    "the target's title as shown in the prompt occurs anywhere in the step-3 answer, either side of a pair).",
     "`nir-uf:19`: generative rankers (listwise, nir) ranked only the users whose user-filtering candidates hold "
     "the target, because ranking all 943 with generation is too slow on this 2-core CPU; their HR@10, NDCG@10 "
     "and MRR are the sums over those users divided by 943, which is exact: for every other user the target is "
@@ -376,9 +485,9 @@ NOTES = [
     "`sampled:19`: generative rankers ranked a seeded sample of users (the `--max-users N --seed 0` sample); "
     "the baselines and cheap rankers are shown on the same sample as well as on all 943 users.",
     "parse rate: generated answers from which at least one candidate was read; invalid items: answer entries "
-    "naming no candidate (titles outside the set, the user's own history, chatter). Verbalizer and pointwise read "
-    "log-probabilities, so nothing can fail to parse. Candidates a model never names follow the named ones in a "
-    "seeded random order.",
+    "naming no candidate (titles outside the set, the user's own history echoed, chatter). Verbalizer and "
+    "pointwise read log-probabilities, so nothing can fail to parse. Candidates a generative model never names: "
+    "see the rule column; `bottom` is llmrec's default since issue 11, rows computed before it used `fill`.",
     "Tokens count every request as sent and answered (cached ones included: they describe the method). "
     "s/user is wall time of the ranker calls per user with 1 torch thread on a 2-core machine: orientation, not a "
     "benchmark. A full run computes the quality rows in three worker processes at once and the speed table "
@@ -398,7 +507,10 @@ def run_all(args: argparse.Namespace) -> int:
     are busy and this run holds the benchmark lock), then the timing stage alone."""
     import subprocess
 
-    base = [sys.executable, str(Path(__file__).resolve()), "--sample", str(args.sample)]
+    base = [sys.executable, str(Path(__file__).resolve()), "--sample", str(args.sample), "--out", str(OUT),
+            "--max-users", str(args.max_users)]
+    if args.response_cache:
+        base += ["--response-cache", args.response_cache]
     procs = [subprocess.Popen(base + ["--stages", *stages]) for stages in PARALLEL]
     codes = [p.wait() for p in procs]
     rc = subprocess.call(base + ["--stages", "timing", "--timing-users", str(args.timing_users),
@@ -407,6 +519,7 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    global ROW_LOCK, OUT, MAX_USERS, RESPONSE_CACHE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stages", nargs="+", default=None, choices=STAGES,
                     help="stages to run in this process (default: all, nir/uf/sampled in parallel workers)")
@@ -416,9 +529,18 @@ def main() -> int:
     ap.add_argument("--timing-users", type=int, default=16)
     ap.add_argument("--latency-users", type=int, default=4)
     ap.add_argument("--row-lock", action="store_true", help=f"take {LOCK} per LLM row (not under flock)")
+    ap.add_argument("--max-users", type=int, default=0,
+                    help="nir stage: a seeded sample of this many of the 170 users (a smoke run; needs --out)")
+    ap.add_argument("--out", default=None, help=f"write STEM.json and STEM.md (default {OUT.relative_to(ROOT)})")
+    ap.add_argument("--response-cache", default=None,
+                    help="SQLite file of the LLM response cache (default: <llmrec cache>/llm-responses.sqlite)")
     args = ap.parse_args()
-    global ROW_LOCK
+    if args.max_users and args.out is None:
+        ap.error("--max-users writes a partial table: give --out (the committed tables are never overwritten)")
     ROW_LOCK = args.row_lock
+    OUT = Path(args.out).with_suffix("") if args.out else OUT
+    MAX_USERS = args.max_users
+    RESPONSE_CACHE = Path(args.response_cache) if args.response_cache else None
     if args.stages is None:
         return run_all(args)
 
@@ -458,6 +580,8 @@ def _write(old: dict[str, Any], new_rows: list[dict[str, Any]], minutes: dict[st
                **{k: max(v, old.get("stage_minutes", {}).get(k, 0.0)) for k, v in minutes.items()}}
     # a row answered wholly from the cache keeps the time measured when it was computed
     key = lambda r: (r["stage"], r["dataset"], r["protocol"], r["scorer"], str(r["users"]))  # noqa: E731
+    for r in old["rows"]:
+        r.setdefault("rule", legacy_rule(r))
     before = {key(r): r for r in old["rows"]}
     for r in new_rows:
         prev = before.get(key(r))

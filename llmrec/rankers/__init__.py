@@ -11,7 +11,7 @@ from typing import Any
 
 from llmrec.config import from_dict
 from llmrec.llm.base import LLMBackend
-from llmrec.rankers.base import Ranker, RankerConfig, RankResult, RankStats, UserContext
+from llmrec.rankers.base import GenerativeConfig, Ranker, RankerConfig, RankResult, RankStats, UserContext
 from llmrec.rankers.listwise import ListwiseConfig, ListwiseRanker
 from llmrec.rankers.nir import NIRConfig, NIRRanker
 from llmrec.rankers.pointwise import PointwiseConfig, PointwiseRanker
@@ -42,6 +42,7 @@ def make_ranker(name: str, backend: LLMBackend, options: dict[str, Any] | None =
 
 __all__ = [
     "RANKERS",
+    "GenerativeConfig",
     "ListwiseConfig",
     "ListwiseRanker",
     "NIRConfig",

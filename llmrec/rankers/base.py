@@ -6,14 +6,25 @@ aligned with the candidates as given, plus what it cost (`RankStats`). A whole e
 once so a ranker can send every prompt of the batch to the backend in one call.
 Reference implementation: `llmrec.rankers.verbalizer.VerbalizerRanker` (one forward pass per prompt).
 
-Determinism. Everything random — the bootstrap permutations and the order of candidates a generative model
-never names — comes from `user_rng(seed, key)`, so scores depend only on (seed, user key, history,
-candidates, backend answers). With greedy decoding (temperature 0, the default) the same inputs give the same
-scores, in any batch composition. Nothing here ever sees the target.
+Determinism. Everything random — the bootstrap permutations and, under the `fill` rule, the order of
+candidates a generative model never names — comes from `user_rng(seed, key)`, so scores depend only on (seed,
+user key, history, candidates, backend answers). With greedy decoding (temperature 0, the default) the same
+inputs give the same scores, in any batch composition. Nothing here ever sees the target.
+
+Candidates a generative model never names (`GenerativeConfig.unnamed`; METHODS.md, "Metric hygiene for
+generated lists"). A generated list ranks only what it names:
+- `bottom` (default, strict): every never-named candidate scores 0, below every named one (C - j > 0), all
+  tied — as a constant scorer would be — so the evaluation's pessimistic tie rule puts a never-named target
+  below all of them. The NIR paper likewise counts a hit only when the answer names the target; `bottom`
+  applies that at every cut-off and to NDCG and MRR.
+- `fill`: never-named candidates follow the named ones in one seeded random order per user (no ties). A model
+  that names nothing then ranks like `random`: ~10/19 HR@10 on 19 candidates for free. Kept for comparison
+  with earlier results; every report names the rule used.
 
 Position-bias bootstrapping (LLMRank, Hou et al. ECIR 2024): `bootstrap` = K orders of the candidates — the
 given order, then K-1 seeded permutations — each ranked, then averaged. Generative rankers average positional
-scores (C for the first-named candidate down to 1: a Borda count, i.e. a rank average); the verbalizer
+scores (C for the first-named candidate down to 1: a Borda count, i.e. a rank average; a candidate named in
+none of the K answers keeps 0 under `bottom`, and equal means stay tied: no random tie-break); the verbalizer
 averages its label log-probabilities; the pointwise ranker's scores do not depend on the order at all, so it
 computes them once.
 """
@@ -22,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -46,7 +57,8 @@ class RankStats:
     prompt_tokens / completion_tokens: tokens of every request as sent and answered (cached ones included, so
     the numbers describe the method, not the state of the cache). outputs: generated texts parsed; parsed: those
     from which at least one candidate was read; named: entries the model wrote; invalid: entries naming no
-    candidate; duplicates: entries naming a candidate again.
+    candidate; duplicates: entries naming a candidate again. candidates: the user's candidates (generative
+    rankers only); unnamed: those named in none of the user's answers (they score by the `unnamed` rule).
     """
 
     requests: int = 0
@@ -58,6 +70,8 @@ class RankStats:
     named: int = 0
     invalid: int = 0
     duplicates: int = 0
+    candidates: int = 0
+    unnamed: int = 0
 
     def __iadd__(self, other: RankStats) -> RankStats:
         for f in fields(self):
@@ -96,7 +110,7 @@ class RankerConfig:
 
     history_len: int = 20  # show the last N history titles (NIR's published prompts: 8); 0 = all
     bootstrap: int = 1  # K candidate orders ranked and averaged (position-bias bootstrapping); 1 = the given order
-    seed: int = 0  # bootstrap permutations and the order of never-named candidates
+    seed: int = 0  # bootstrap permutations (and, under unnamed=fill, the order of never-named candidates)
     item_kind: str = "item"  # the domain noun in prompts (movie, product); the scorer sets it from the data set
     action: str = "interacted with"  # past-tense verb for an interaction (watched, bought)
     budget_margin: int = 16  # tokens kept free below the model's context window when cutting history
@@ -112,6 +126,36 @@ class RankerConfig:
         return h[-self.history_len :] if self.history_len else h
 
 
+UNNAMED_RULES = ("bottom", "fill")
+UnnamedRule = Literal["bottom", "fill"]
+
+
+@dataclass
+class GenerativeConfig(RankerConfig):
+    """Options of rankers that generate a list (listwise, nir): how never-named candidates score."""
+
+    # bottom: tied at 0 below every named candidate (strict; the default); fill: a seeded random order after the
+    # named ones (a free ~10/19 HR@10 for a model that names nothing). See the module doc.
+    unnamed: UnnamedRule = "bottom"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unnamed not in UNNAMED_RULES:
+            raise ValueError(f"unnamed must be one of {', '.join(UNNAMED_RULES)}, got {self.unnamed!r}")
+
+    def rest_order(self, rng: np.random.Generator, n: int) -> np.ndarray | None:
+        """Where never-named candidates go: a seeded permutation under `fill`, None (tied at 0) under `bottom`.
+        Drawn after the bootstrap orders, so the prompts are the same under both rules."""
+        return rng.permutation(n) if self.unnamed == "fill" else None
+
+    def average(self, per_order: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """(n,) mean of the K positional score vectors: plain under `bottom` (ties stay ties); under `fill` with a
+        seeded jitter that breaks ties (`average_with_tiebreak`)."""
+        if self.unnamed == "fill":
+            return average_with_tiebreak(per_order, rng)
+        return np.mean(np.stack(per_order), axis=0)  # (K, n) -> (n,)
+
+
 def user_rng(seed: int, key: int) -> np.random.Generator:
     """The one source of randomness for a user: independent of batching and of the other users."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(key) & 0xFFFFFFFF, 0x5EED])
@@ -123,9 +167,10 @@ def candidate_orders(rng: np.random.Generator, n: int, k: int) -> list[np.ndarra
     return [np.arange(n)] + [rng.permutation(n) for _ in range(k - 1)]
 
 
-def positional_scores(named: Sequence[int], n: int, rest_order: np.ndarray) -> np.ndarray:
-    """(n,) Borda scores of one generated ranking: the j-th named candidate scores n - j; candidates never
-    named follow in `rest_order` (a seeded permutation of 0..n-1), so nothing ties."""
+def positional_scores(named: Sequence[int], n: int, rest_order: np.ndarray | None = None) -> np.ndarray:
+    """(n,) Borda scores of one generated ranking: the j-th distinct named candidate scores n - j (> 0).
+    Candidates never named score 0, all tied (the strict `bottom` rule), or, given `rest_order` (a seeded
+    permutation of 0..n-1: the `fill` rule), follow the named ones in that order, so nothing ties."""
     scores = np.zeros(n, dtype=np.float64)
     pos = 0
     seen = set()
@@ -134,7 +179,7 @@ def positional_scores(named: Sequence[int], n: int, rest_order: np.ndarray) -> n
             scores[i] = n - pos
             seen.add(i)
             pos += 1
-    for i in rest_order:
+    for i in rest_order if rest_order is not None else ():
         if int(i) not in seen:
             scores[int(i)] = n - pos
             pos += 1

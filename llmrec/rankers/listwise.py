@@ -2,10 +2,12 @@
 
 One prompt per (user, candidate order) — `rank/listwise_sequential` (default), `rank/listwise_recency` or
 `rank/listwise_incontext` — all prompts of a batch sent to the backend in one `generate` call. The answer is
-parsed against the user's candidates (`llmrec.parsing.parse_ranking`): the j-th distinct candidate named scores
-C - j; candidates never named follow in a seeded random order (never a tie, never the label's position).
+parsed against the user's candidates (`llmrec.parsing.parse_ranking`, which also knows the user's history
+titles, so an echoed watched title is invalid rather than read as a candidate it contains): the j-th distinct
+candidate named scores C - j; candidates never named score by the `unnamed` rule (`llmrec.rankers.base`):
+tied at 0 at the bottom (`bottom`, the default) or in a seeded random order after the named ones (`fill`).
 With `bootstrap` K > 1 the K rankings' scores are averaged (a Borda count, i.e. a mean rank).
-No retry and no fallback: an unreadable answer simply leaves every candidate in the seeded order.
+No retry and no fallback: an unreadable answer leaves every candidate unnamed.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from llmrec.llm.base import Completion, GenerationParams, LLMBackend
 from llmrec.parsing import OutputFormat, ParsedList, TitleMatcher, parse_ranking
 from llmrec.prompts import RenderedPrompt, render
 from llmrec.rankers.base import (
-    RankerConfig,
+    GenerativeConfig,
     RankResult,
     RankStats,
     UserContext,
-    average_with_tiebreak,
     candidate_orders,
     history_budget,
     positional_scores,
@@ -39,8 +40,8 @@ PROMPTS = {
 
 
 @dataclass
-class ListwiseConfig(RankerConfig):
-    """Listwise ranker options (plus the shared `RankerConfig` ones)."""
+class ListwiseConfig(GenerativeConfig):
+    """Listwise ranker options (plus the shared `RankerConfig` ones and `unnamed`)."""
 
     prompt: Literal["sequential", "recency", "incontext"] = "sequential"  # LLMRank's three prompt styles
     # answer length: tokens_per_candidate · C + 16 when max_tokens is 0 — about enough to write every candidate
@@ -127,10 +128,10 @@ class ListwiseRanker:
             flat.extend(r.messages for r in rendered)
         answers = self._generate(flat, candidates)
         out, pos = [], 0
-        for (rng, orders, rendered), titles in zip(plans, candidates):
+        for user, (rng, orders, rendered), titles in zip(users, plans, candidates):
             outs = answers[pos : pos + len(orders)]
             pos += len(orders)
-            out.append(self._score(rng, orders, rendered, outs, titles))
+            out.append(self._score(rng, orders, rendered, outs, titles, user.history))
         return out
 
     def _generate(self, prompts: list[Any], candidates: Sequence[Sequence[str]]) -> list[Completion]:
@@ -149,15 +150,20 @@ class ListwiseRanker:
         rendered: list[RenderedPrompt],
         outs: list[Completion],
         titles: Sequence[str],
+        history: Sequence[str] = (),
     ) -> RankResult:
         n = len(titles)
-        stats = RankStats()
+        stats = RankStats(candidates=n)
         per_order = []
-        rest = rng.permutation(n)  # where never-named candidates go: one seeded order per user
+        named: set[int] = set()
+        rest = self.cfg.rest_order(rng, n)  # fill: one seeded order per user; bottom: None (tied at 0)
         for order, c in zip(orders, outs):
             shown = [titles[i] for i in order]
-            parsed = parse_ranking(c.text, TitleMatcher(shown), self.output_format)
+            parsed = parse_ranking(c.text, TitleMatcher(shown, history=history), self.output_format)
             stats += generation_stats(c, parsed)
-            per_order.append(positional_scores([int(order[j]) for j in parsed.order], n, rest))
-        scores = average_with_tiebreak(per_order, rng) if n else np.zeros(0)
+            ids = [int(order[j]) for j in parsed.order]
+            named.update(ids)
+            per_order.append(positional_scores(ids, n, rest))
+        stats.unnamed = n - len(named)
+        scores = self.cfg.average(per_order, rng) if n else np.zeros(0)
         return RankResult(scores, stats, [r.messages for r in rendered], [c.text for c in outs])

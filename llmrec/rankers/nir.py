@@ -7,9 +7,14 @@ prompts), every step sent for the whole batch of users in one `generate` call:
 1. `nir/step1_preferences`: what features matter to me? — a short preference summary over the last 8 titles;
 2. `nir/step2_representative`: select the most featured watched items according to those preferences;
 3. `nir/step3_recommend`: recommend 10 candidates similar to the selected ones, as `1. <watched> - <candidate>`.
-The step-3 answer is parsed against the candidates (`numbered_pairs`); named candidates score C - j, the rest
-follow in a seeded random order. Bootstrap K > 1 runs the three steps for K candidate orders (the candidate
-set is in every step's prompt) and averages the positional scores.
+The step-3 answer is parsed against the candidates (`numbered_pairs`, the user's history titles known to the
+parser: an echoed watched title is invalid, never read as a candidate it contains); named candidates score C - j, the
+rest by the `unnamed` rule (`llmrec.rankers.base`: tied at 0 at the bottom by default, or `fill`: a seeded
+random order). Bootstrap K > 1 runs the three steps for K candidate orders (the candidate set is in every step's
+prompt) and averages the positional scores.
+
+The paper's own metric is a hit when the target's title appears anywhere in the step-3 answer
+(`llmrec.parsing.named_anywhere`); `step3_answers(result)` gives those answers of a ranked user.
 
 The step-1 summaries are reusable: `summarise(users, candidates)` runs step 1 only, and `RankResult.extras`
 carries `summary` and `selected` for each ranked user. With the response cache on (`make_backend(...,
@@ -27,11 +32,10 @@ import numpy as np
 from llmrec.llm.base import Completion, GenerationParams, LLMBackend
 from llmrec.parsing import TitleMatcher, parse_ranking
 from llmrec.rankers.base import (
-    RankerConfig,
+    GenerativeConfig,
     RankResult,
     RankStats,
     UserContext,
-    average_with_tiebreak,
     candidate_orders,
     positional_scores,
     user_rng,
@@ -42,9 +46,9 @@ STEPS = ("nir/step1_preferences", "nir/step2_representative", "nir/step3_recomme
 
 
 @dataclass
-class NIRConfig(RankerConfig):
-    """NIR options (plus the shared `RankerConfig` ones). Token caps: the published GPT-3.5 answers were
-    ~41 / ~57 / ~123 tokens (mean; 90th percentile 50 / 69 / 145) in SmolLM2's tokenizer."""
+class NIRConfig(GenerativeConfig):
+    """NIR options (plus the shared `RankerConfig` ones and `unnamed`). Token caps: the published GPT-3.5
+    answers were ~41 / ~57 / ~123 tokens (mean; 90th percentile 50 / 69 / 145) in SmolLM2's tokenizer."""
 
     history_len: int = 8  # the published prompts show the last 8 watched titles
     n_recommend: int = 10  # step 3: how many candidates to ask for
@@ -117,25 +121,35 @@ class NIRRanker:
         for ui, (user, titles) in enumerate(zip(users, candidates)):
             n = len(titles)
             rng = rngs[ui]
-            rest = rng.permutation(n)
-            stats = RankStats()
+            rest = self.cfg.rest_order(rng, n)  # fill: one seeded order per user; bottom: None (tied at 0)
+            stats = RankStats(candidates=n)
+            named: set[int] = set()
             per_order, prompts, outputs = [], [], []
             extras: dict[str, str] = {}
             for j, (uj, order) in enumerate(jobs):
                 if uj != ui:
                     continue
                 shown = [titles[i] for i in order]
-                parsed = parse_ranking(a3[j].text, TitleMatcher(shown), "numbered_pairs")
+                parsed = parse_ranking(a3[j].text, TitleMatcher(shown, history=user.history), "numbered_pairs")
                 stats += generation_stats(a3[j], parsed)
                 for a in (a1[j], a2[j]):  # steps 1 and 2 cost tokens but are not parsed
                     stats += RankStats(requests=1, cached=int(a.cached), prompt_tokens=a.prompt_tokens,
                                        completion_tokens=a.completion_tokens)
-                per_order.append(positional_scores([int(order[k]) for k in parsed.order], n, rest))
+                ids = [int(order[k]) for k in parsed.order]
+                named.update(ids)
+                per_order.append(positional_scores(ids, n, rest))
                 prompts += [p1[j], p2[j], p3[j]]
                 outputs += [a1[j].text, a2[j].text, a3[j].text]
                 if not extras:
                     extras = {"summary": a1[j].text.strip(), "selected": a2[j].text.strip()}
+            stats.unnamed = n - len(named)
             self.summaries[user.key] = extras.get("summary", "")
-            scores = average_with_tiebreak(per_order, rng) if n else np.zeros(0)
+            scores = self.cfg.average(per_order, rng) if n else np.zeros(0)
             results.append(RankResult(scores, stats, prompts, outputs, extras))
         return results
+
+
+def step3_answers(result: RankResult) -> list[str]:
+    """The step-3 answers (the recommended list) in a NIR `RankResult`, one per candidate order (given order
+    first): `outputs` holds steps 1, 2, 3 for each order in turn."""
+    return result.outputs[2::3]

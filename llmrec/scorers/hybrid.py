@@ -1,14 +1,21 @@
 """Hybrid scorer `hybrid:CONFIG.yaml`: fuse any named scorers, optionally re-rank the top N with another one.
 
 Fusion, per user over the valid columns (padding, and for full ranking the user's history, are excluded first):
-- `rrf`: reciprocal-rank fusion, Σ_c w_c / (k + rank_c(i)), rank 1-based within the component (Cormack 2009).
+- `rrf`: reciprocal-rank fusion, Σ_c w_c / (k + rank_c(i)), rank 1-based within the component (Cormack 2009);
+  tied scores share the worst rank of their tie (pessimistic, as the evaluation): a component that gives every
+  candidate the same score adds the same amount to each, favouring none.
 - `weighted`: Σ_c w_c · z_c(i), each component's scores standardised per user (z-score over the valid columns).
 - `learned`: `weighted` with weights chosen on the VALIDATION split: a grid over the weight simplex, keeping the
   weights with the best validation NDCG@10 on the same candidate protocol (the test targets are never read).
+  The validation NDCG is what `evaluate` would report for the hybrid with those weights: the same columns
+  excluded from fusion (`valid_mask`, the validation target included when it is in the history, as `score`
+  cannot know it), those columns scored NEG, and the target ranked pessimistically among the columns
+  `evaluate` ranks it against.
 
 Two stages (LlamaRec style, `rerank:` in the config): the fused scores retrieve each user's top N valid columns,
 a second scorer (typically `llm:verbalizer`) scores just those N, and they are placed above everything else in
-the re-ranker's order (ties keep the first-stage order); the rest keep the first-stage order. Because stage two
+the re-ranker's order (ties keep the first-stage order; tied in both stages, they stay tied); the rest keep the
+first-stage order. Because stage two
 only ever sees N candidates, a two-stage hybrid also works under full ranking.
 
 Config (YAML; unknown keys are errors):
@@ -99,14 +106,34 @@ def valid_mask(batch: ScoreBatch, n_cols: int) -> torch.Tensor:
     return valid
 
 
+def _nan_last(x: torch.Tensor) -> torch.Tensor:
+    """float64 copy with NaN as -inf (torch.nan_to_num would also turn ±inf into finite numbers)."""
+    x = x.to(torch.float64)
+    return torch.where(torch.isnan(x), torch.full_like(x, -torch.inf), x)
+
+
 def rank_within(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each valid column within its row (ties share the better rank's order by column);
-    invalid columns get rank C+1."""
-    s = scores.masked_fill(~valid, -torch.inf)
-    order = torch.argsort(s, dim=1, descending=True, stable=True)  # (B, C)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(1, s.shape[1] + 1).expand_as(order).contiguous())
-    return torch.where(valid, ranks, torch.full_like(ranks, s.shape[1] + 1)).to(torch.float64)
+    """1-based pessimistic rank of each valid column within its row: the number of valid columns scoring at
+    least as much (tied columns share the worst rank of their tie; NaN counts as -inf); invalid columns get
+    rank C+1. (B, C) float64."""
+    C = scores.shape[1]
+    s = _nan_last(scores).masked_fill(~valid, -torch.inf)
+    asc = torch.sort(s, dim=1).values  # (B, C) ascending; invalid columns (-inf) first
+    at_least = C - torch.searchsorted(asc, s, right=False)  # (B, C) columns scoring >= s, invalid ones only at -inf
+    ranks = torch.minimum(at_least, valid.sum(1, keepdim=True))  # a valid -inf: the last valid rank
+    return torch.where(valid, ranks, torch.full_like(ranks, C + 1)).to(torch.float64)
+
+
+def rank_lexicographic(primary: torch.Tensor, secondary: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1-based pessimistic rank by `primary`, ties by `secondary` (both higher = better): the number of valid
+    columns ahead or tied on both; invalid columns get C+1. Pairwise, (B, C, C): for short rows (a top N)."""
+    C = primary.shape[1]
+    p, q = _nan_last(primary), _nan_last(secondary)
+    pj, pi = p[:, None, :], p[:, :, None]  # (B, 1, C) the others, (B, C, 1) the column ranked
+    qj, qi = q[:, None, :], q[:, :, None]
+    ahead = ((pj > pi) | ((pj == pi) & (qj >= qi))) & valid[:, None, :]  # (B, C, C)
+    ranks = ahead.sum(2)  # counts the column itself (tied with itself): 1-based
+    return torch.where(valid, ranks, torch.full_like(ranks, C + 1)).to(torch.float64)
 
 
 def zscore(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -216,8 +243,8 @@ class HybridScorer:
         sub = ScoreBatch(batch.users, batch.history, items.to(torch.long), batch.phase)
         second = self.reranker.score(sub)  # type: ignore[union-attr]
         second = torch.as_tensor(second, dtype=torch.float64)
-        # order inside the top n: by the re-ranker, ties by the first stage (column position in `top`)
-        order_key = rank_within(second, top_valid)  # (B, n), 1 = best
+        # order inside the top n: by the re-ranker, ties by the first stage; tied in both: one (worst) rank
+        order_key = rank_lexicographic(second, fused.gather(1, top), top_valid)  # (B, n), 1 = best
         out = fused.clone()
         base = fused.masked_fill(fused <= NEG / 2, 0).abs().max() + 1e6  # above every first-stage score
         bonus = base + (n + 1 - order_key)  # (B, n)
@@ -234,7 +261,9 @@ class HybridScorer:
             rng = np.random.default_rng(self.ctx.seed)
             cands = cands.subset(np.sort(rng.choice(len(cands.users), self.cfg.learn_users, replace=False)))
         z_parts: list[list[torch.Tensor]] = [[] for _ in self.components]
-        cols, valids = [], []
+        cols: list[torch.Tensor] = []
+        valids: list[torch.Tensor] = []
+        fused_valids: list[torch.Tensor] = []
         bs = self.batch_size
         with torch.inference_mode():
             for s in range(0, len(cands.users), bs):
@@ -243,25 +272,30 @@ class HybridScorer:
                 cand = None if cands.items is None else torch.from_numpy(cands.items[s : s + bs])
                 batch = ScoreBatch(torch.from_numpy(u), hist, cand, "valid")
                 comps = self._component_scores(batch)
-                valid = valid_mask(batch, comps[0].shape[1])
+                fused_cols = valid_mask(batch, comps[0].shape[1])  # (B, C) what `score` fuses (never the target)
                 tgt = torch.from_numpy(cands.targets[s : s + bs])
+                ranked = fused_cols.clone()  # (B, C) what `evaluate` ranks the target against
                 if cand is None:
                     col = tgt
-                    valid[torch.arange(len(u)), tgt] = True
+                    ranked[torch.arange(len(u)), tgt] = True  # as evaluate: the target is never masked
                 else:
-                    match = (cand == tgt[:, None]) & valid
+                    match = (cand == tgt[:, None]) & ranked
                     col = torch.where(match.any(1), match.float().argmax(1), torch.full_like(tgt, -1))
                 for k, c in enumerate(comps):
-                    z_parts[k].append(zscore(torch.nan_to_num(c, nan=-1e30, posinf=1e30, neginf=-1e30), valid)
-                                      .to(torch.float32))
+                    z_parts[k].append(
+                        zscore(torch.nan_to_num(c, nan=-1e30, posinf=1e30, neginf=-1e30), fused_cols).to(torch.float32)
+                    )
                 cols.append(col)
-                valids.append(valid)
+                fused_valids.append(fused_cols)
+                valids.append(ranked)
         Z = [torch.cat(p) for p in z_parts]  # each (U, C)
+        fused_valid = torch.cat(fused_valids)
         valid = torch.cat(valids)
         col = torch.cat(cols)
         results = []
         for w in simplex_grid(len(Z), self.cfg.grid_step):
             fused = sum(wk * zk for wk, zk in zip(w, Z) if wk)  # type: ignore[misc]
+            fused = fused.masked_fill(~fused_valid, NEG)  # as `fuse`: a column `score` excludes scores NEG
             r = pessimistic_ranks(fused, col, valid).numpy()
             ndcg = float(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0.0)))
             results.append((ndcg, w))

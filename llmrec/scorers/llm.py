@@ -11,7 +11,10 @@ Full ranking is refused: an LLM cannot rank a whole catalogue.
 
 `report()` (merged into the evaluation result): parse rate (generated answers from which a candidate was read),
 invalid-item rate (entries naming no candidate), duplicates, prompt and completion tokens (of every request,
-cached ones included, so they describe the method), LLM calls made and cache hits, wall time per user.
+cached ones included, so they describe the method), LLM calls made and cache hits, wall time per user, and the
+rule that scored the candidates a generative ranker never named: `unnamed_rule` ("bottom": tied at the bottom,
+the default; "fill": a seeded random order; "n/a" for rankers that score every candidate, verbalizer and
+pointwise) with `unnamed_share`, the share of candidates named in none of their user's answers.
 """
 
 from __future__ import annotations
@@ -133,6 +136,12 @@ class LLMScorer:
             self._usage0 = (u.calls, u.cached_calls, dict(u.by_kind))
         return self.ranker
 
+    def _ranker_cfg(self) -> Any:
+        """The ranker's config (built from the options without a backend when nothing was ranked yet)."""
+        if self.ranker is not None:
+            return self.ranker.cfg
+        return from_dict(self.entry.config, self.ranker_options, f"llm:{self.ranker_name} options")
+
     def contexts(self, batch: ScoreBatch) -> tuple[list[UserContext], list[list[str]], list[np.ndarray]]:
         """(user contexts, candidate titles, candidate column indices) for a batch; padding (0) dropped."""
         if batch.candidates is None:
@@ -186,10 +195,15 @@ class LLMScorer:
             "wall_s": round(self.wall_s, 3),
             "wall_s_per_user": round(self.wall_s / n, 4),
         }
-        if not self.entry.generative:
+        if self.entry.generative:
+            rep["unnamed_rule"] = self._ranker_cfg().unnamed
+            rep["unnamed_share"] = round(s.unnamed / s.candidates, 4) if s.candidates else None
+        else:
             rep["parse_rate"] = 1.0  # log-probabilities: nothing to parse, nothing invalid
             rep["invalid_item_rate"] = 0.0
             rep["duplicate_rate"] = 0.0
+            rep["unnamed_rule"] = "n/a"  # every candidate gets a score: no candidate goes unnamed
+            rep["unnamed_share"] = 0.0
         if usage is not None and self.ranker is not None:
             calls0, _, kinds0 = self._usage0
             rep["llm_calls"] = usage.calls - calls0  # requests that reached the model (not the cache)

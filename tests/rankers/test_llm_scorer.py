@@ -1,6 +1,7 @@
-"""The `llm:RANKER` scorer on a fake backend: every ranker through `evaluate`, the report, full ranking refused,
-the target never in a prompt, no label read by anything (targets permuted → identical prompts and scores), the
-response cache answering reruns, and the CLI."""
+"""The `llm:RANKER` scorer on a fake backend: every ranker through `evaluate`, the report (with the rule for
+never-named candidates), a silent model's golden metrics under both rules, full ranking refused, the target never
+in a prompt, no label read by anything (targets permuted → identical prompts and scores), the response cache
+answering reruns, and the CLI."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from llmrec.scorers.llm import LLMScorer
 from llmrec.types import CandidateSet
 
 REPORT_KEYS = {"parse_rate", "invalid_item_rate", "prompt_tokens", "completion_tokens", "llm_calls", "cache_hits",
-               "wall_s_per_user", "prompt_tokens_per_user", "completion_tokens_per_user", "requests", "users"}
+               "wall_s_per_user", "prompt_tokens_per_user", "completion_tokens_per_user", "requests", "users",
+               "unnamed_rule", "unnamed_share"}
 
 
 class Spy:
@@ -58,6 +60,29 @@ def test_every_ranker_evaluates_and_reports(name, tiny, tiny_cands):
     assert rep["llm_calls"] == rep["requests"] and rep["cache_hits"] == 0
     assert 0 <= rep["parse_rate"] <= 1 and 0 <= rep["invalid_item_rate"] <= 1
     assert sc.ranker.cfg.item_kind == "movie" and sc.ranker.cfg.action == "watched"
+    # the fakes: listwise names every candidate; nir's step 3 names the last 3 of the 4 shown
+    golden = {"listwise": ("bottom", 0.0), "nir": ("bottom", 0.25), "verbalizer": ("n/a", 0.0),
+              "pointwise": ("n/a", 0.0)}
+    assert (rep["unnamed_rule"], rep["unnamed_share"]) == golden[name]
+
+
+@pytest.mark.parametrize("name", ["listwise", "nir"])
+def test_a_silent_model_gets_no_free_rank(name, tiny, tiny_cands):
+    """A model that names nothing: under the default rule every candidate ties at the bottom and the target
+    ranks last (rank C-1 = 3 of 4 candidates: HR@1 = HR@3 = 0, MRR = 1/4); `fill` gives the seeded random ranks
+    of the old behaviour, and the report says which rule made the numbers."""
+    ds, split = tiny
+    out = {}
+    for rule in ("bottom", "fill"):
+        sc = LLMScorer(name, backend=FakeBackend(lambda p: ""), options={"unnamed": rule, "bootstrap": 2})
+        sc.fit(ds, split)
+        out[rule] = evaluate(sc, ds, split, tiny_cands, progress=False)
+    strict = out["bottom"]
+    assert (strict.per_user["rank"] == 3).all()
+    assert strict.metrics["HR@1"] == 0 and strict.metrics["MRR"] == pytest.approx(0.25)
+    assert strict.scorer_report["unnamed_rule"] == "bottom" and strict.scorer_report["unnamed_share"] == 1.0
+    assert out["fill"].scorer_report["unnamed_rule"] == "fill"
+    assert out["fill"].metrics["MRR"] > 0.25  # the seeded fill hands out free ranks
 
 
 def test_registered_and_built_from_a_spec(tiny):

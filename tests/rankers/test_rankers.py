@@ -1,14 +1,17 @@
 """Every ranker on a fake backend: aligned scores, determinism under a seed, batch independence, one backend
-call per batch, seeded order of never-named candidates, bootstrapping, verbalizer windows, pointwise prefix
-reuse, NIR's chained steps and reusable summaries."""
+call per batch, never-named candidates (tied at the bottom by default, a seeded order under unnamed=fill),
+bootstrapping without a random tie-break, echoed history titles, verbalizer windows, pointwise prefix reuse, NIR's
+chained steps and reusable summaries."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from ranker_fakes import FakeBackend, last_user, prompt_text
+import torch
+from ranker_fakes import FakeBackend, default_reply, last_user, prompt_text
 
 from llmrec.errors import ConfigError, UnknownNameError
+from llmrec.evaluation.metrics import pessimistic_ranks
 from llmrec.llm.base import Completion
 from llmrec.rankers import RANKERS, UserContext, make_ranker
 from llmrec.rankers.base import candidate_orders, positional_scores, user_rng
@@ -65,23 +68,92 @@ def test_one_backend_call_per_batch():
     assert b.label_calls == [len(USERS) * 2]
 
 
-def test_named_candidates_first_then_a_seeded_order_never_a_tie():
+def test_never_named_candidates_tie_at_the_bottom_by_default():
     def reply(p):
         return "1. The Rock\n2. Heat\n3. Titanic"  # Titanic is not a candidate
 
     r = make_ranker("listwise", FakeBackend(reply)).rank([USERS[0]], [CANDS])[0]
+    # C = 7: The Rock 7, Heat 6; the five never named all 0
+    assert r.scores.tolist() == [0, 0, 6, 0, 7, 0, 0]
+    assert r.stats.parsed == 1 and r.stats.named == 3 and r.stats.invalid == 1
+    assert r.stats.candidates == 7 and r.stats.unnamed == 5
+    # a never-named target ranks below every other unnamed candidate (pessimistic ties): rank C - 1
+    target = torch.tensor([CANDS.index("Fargo")])
+    assert pessimistic_ranks(torch.from_numpy(r.scores)[None], target).item() == 6
+
+    silent = make_ranker("listwise", FakeBackend(lambda p: "")).rank([USERS[0]], [CANDS])[0]
+    assert silent.scores.tolist() == [0.0] * 7 and silent.stats.parsed == 0 and silent.stats.unnamed == 7
+
+
+def test_unnamed_fill_keeps_the_seeded_order_and_the_same_prompts():
+    def reply(p):
+        return "1. The Rock\n2. Heat\n3. Titanic"
+
+    bf, bb = FakeBackend(reply), FakeBackend(reply)
+    r = make_ranker("listwise", bf, {"unnamed": "fill"}).rank([USERS[0]], [CANDS])[0]
+    make_ranker("listwise", bb).rank([USERS[0]], [CANDS])
+    assert bf.prompts == bb.prompts  # the rule changes the scores only: the same prompts (and cached answers)
     order = [CANDS[i] for i in np.argsort(-r.scores)]
     assert order[:2] == ["The Rock", "Heat"]
     assert len(set(r.scores)) == len(CANDS)  # no ties
-    assert r.stats.parsed == 1 and r.stats.named == 3 and r.stats.invalid == 1
 
-    silent = lambda seed, key: make_ranker("listwise", FakeBackend(lambda p: ""), {"seed": seed}).rank(  # noqa: E731
-        [UserContext(key, HIST)], [CANDS])[0]
+    silent = lambda seed, key: make_ranker(  # noqa: E731
+        "listwise", FakeBackend(lambda p: ""), {"seed": seed, "unnamed": "fill"}
+    ).rank([UserContext(key, HIST)], [CANDS])[0]
     a, b = silent(0, 1), silent(0, 1)
     assert np.array_equal(a.scores, b.scores) and sorted(a.scores) == list(range(1, len(CANDS) + 1))
     assert a.stats.parsed == 0
     orders = {tuple(np.argsort(silent(s, 1).scores)) for s in range(6)}
     assert len(orders) > 1  # the order comes from the seed, not from the candidates' positions
+    with pytest.raises(ConfigError, match=r"unnamed.*bottom.*fill.*random"):
+        make_ranker("nir", FakeBackend(), {"unnamed": "random"})
+    with pytest.raises(ConfigError, match="valid keys"):  # verbalizer scores every candidate: no such option
+        make_ranker("verbalizer", FakeBackend(), {"unnamed": "bottom"})
+
+
+@pytest.mark.parametrize("name", ["listwise", "nir"])
+def test_bootstrap_average_keeps_ties_no_random_tiebreak(name):
+    """K = 3 orders; the model names only the first candidate it is shown (listwise) or the last three (nir's
+    fake): the means are exact, and candidates never named in any order stay tied at 0."""
+
+    def first_shown(p):
+        user = last_user(p)
+        if "choose next:\n" not in user:
+            return default_reply(p)
+        return user.split("choose next:\n")[1].split("\n\n")[0].splitlines()[0]
+
+    ranker = make_ranker(name, FakeBackend(first_shown), {"bootstrap": 3})
+    r = ranker.rank([USERS[0]], [CANDS])[0]
+    rng = user_rng(0, USERS[0].key)
+    orders = candidate_orders(rng, len(CANDS), 3)
+    n = len(CANDS)
+    expect = np.zeros(n)
+    for o in orders:
+        named = [o[0]] if name == "listwise" else [o[-1], o[-2], o[-3]]
+        expect += positional_scores(named, n)
+    expect /= 3
+    assert np.array_equal(r.scores, expect)  # no jitter
+    never = expect == 0
+    assert never.any() and r.stats.unnamed == int(never.sum())
+    assert (r.scores[never] == 0).all()
+    fill = make_ranker(name, FakeBackend(first_shown), {"bootstrap": 3, "unnamed": "fill"})
+    fill = fill.rank([USERS[0]], [CANDS])[0]
+    assert len(set(fill.scores)) == n  # fill: the seeded jitter still breaks every tie
+
+
+def test_echoed_history_titles_are_invalid_in_rankers():
+    user = UserContext(3, ("Star Wars: Return of the Jedi (1983)", "Die Hard (1988)"))
+    cands = ["Star Wars (1977)", "Heat (1995)", "Fargo (1996)"]
+    r = make_ranker("listwise", FakeBackend(lambda p: "1. Star Wars: Return of the Jedi (1983)\n2. Heat")).rank(
+        [user], [cands])[0]
+    assert r.scores.tolist() == [0, 3, 0] and r.stats.invalid == 1
+
+    def nir_reply(p):
+        return "1. Star Wars: Return of the Jedi - Fargo\n2. Die Hard - Star Wars: Return of the Jedi" \
+            if "Step 3" in last_user(p) else "ok"
+
+    n = make_ranker("nir", FakeBackend(nir_reply)).rank([user], [cands])[0]
+    assert n.scores.tolist() == [0, 0, 3] and n.stats.invalid == 1 and n.stats.unnamed == 2
 
 
 def test_bootstrap_orders_and_rank_average():

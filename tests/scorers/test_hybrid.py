@@ -1,4 +1,5 @@
-"""Hybrid fusion: golden arithmetic for RRF and z-score fusion, masking, learned weights, two-stage re-ranking."""
+"""Hybrid fusion: golden arithmetic for RRF (pessimistic ranks of ties) and z-score fusion, masking, learned weights
+(their validation NDCG is what `evaluate` reports, repeat consumption included), two-stage re-ranking."""
 
 import math
 
@@ -10,7 +11,7 @@ import yaml
 from llmrec.errors import ConfigError
 from llmrec.scorers import ScorerContext, build_scorer
 from llmrec.scorers.base import SCORERS
-from llmrec.scorers.hybrid import NEG, fuse, rank_within, simplex_grid, zscore
+from llmrec.scorers.hybrid import NEG, fuse, rank_lexicographic, rank_within, simplex_grid, zscore
 from llmrec.types import ScoreBatch
 
 
@@ -42,6 +43,39 @@ def test_rank_within_invalid_last():
     s = torch.tensor([[0.5, 0.9, 0.1, 0.7]])
     valid = torch.tensor([[True, True, False, True]])
     assert rank_within(s, valid)[0].tolist() == [3.0, 1.0, 5.0, 2.0]
+
+
+def test_rank_within_ties_share_the_worst_rank():
+    s = torch.tensor([[0.5, 0.9, 0.5, 0.7, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0], [2.0, -torch.inf, 3.0, torch.nan, 0.0]])
+    valid = torch.tensor([[True] * 5, [True, True, True, False, True], [True, True, True, True, False]])
+    assert rank_within(s, valid).tolist() == [
+        [5.0, 1.0, 5.0, 2.0, 5.0],  # three tied at 0.5 all take rank 5
+        [4.0, 4.0, 4.0, 6.0, 4.0],  # constant: every valid column the last rank (4 valid)
+        [2.0, 4.0, 1.0, 4.0, 6.0],  # -inf and NaN: tied last among the valid
+    ]
+
+
+def test_rank_within_equals_the_naive_count():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randint(0, 4, (6, 9), generator=g).to(torch.float64)  # many ties
+    valid = torch.rand(6, 9, generator=g) > 0.3
+    naive = torch.full((6, 9), 10.0, dtype=torch.float64)
+    for b in range(6):
+        for i in range(9):
+            if valid[b, i]:
+                naive[b, i] = float(((s[b] >= s[b, i]) & valid[b]).sum())
+    assert torch.equal(rank_within(s, valid), naive)
+    assert torch.equal(rank_lexicographic(s, torch.zeros_like(s), valid), naive)
+
+
+def test_rrf_constant_component_favours_no_candidate():
+    const = torch.ones(1, 4)
+    a = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    alone = fuse([const], [1.0], valid, "rrf", rrf_k=60)
+    assert alone[0].tolist() == [1 / 64] * 4
+    both = fuse([a, const], [1.0, 1.0], valid, "rrf", rrf_k=60)
+    assert both[0].tolist() == pytest.approx([1 / 61 + 1 / 64, 1 / 62 + 1 / 64, 1 / 63 + 1 / 64, 1 / 64 + 1 / 64])
 
 
 def test_simplex_grid():
@@ -85,6 +119,35 @@ def test_learned_weights_use_validation_only(tiny, tmp_path):
     assert h.learned["valid_NDCG@10"] >= max(h.learned["valid_NDCG@10_single"].values())
 
 
+def test_learned_validation_ndcg_is_what_evaluate_reports(tmp_path, tmp_cache):
+    """Repeat consumption: every validation target is already in its user's history. `score` cannot know the
+    target, so it excludes the history (the target with it) and the hybrid ranks the target last; the weights'
+    validation NDCG must be the one `evaluate` then reports for the hybrid, not one computed with the target
+    left in the fusion."""
+    from llmrec.data import leave_one_out, load_dataset
+    from llmrec.data.candidates import make_candidates
+    from llmrec.evaluation import evaluate
+
+    seqs = tmp_path / "repeat.txt"
+    rows = [[1, 2, 3, 1, 4], [5, 6, 7, 5, 8], [2, 9, 10, 9, 1], [3, 11, 12, 3, 6], [4, 8, 9, 10, 4, 2],
+            [6, 7, 11, 12, 5], [1, 5, 9, 11, 3], [2, 4, 6, 8, 10, 12]]
+    seqs.write_text("".join(f"{u} " + " ".join(map(str, r)) + "\n" for u, r in enumerate(rows, 1)))
+    ds = load_dataset(str(seqs))
+    split = leave_one_out(ds)
+    spec = _config(tmp_path, components=[{"name": "pop", "scorer": "pop"}, {"name": "knn", "scorer": "itemknn"}],
+                   fusion="learned", grid_step=0.5)
+    h = build_scorer(spec)
+    h.bind_protocol("full")
+    h.fit(ds, split)
+    valid_cands = make_candidates(ds, split, "full", "valid", 0)
+    hist = split.history(valid_cands.users, "valid")
+    assert any(t in row for t, row in zip(valid_cands.targets, hist))  # repeats are in the data
+    for name, learned in h.learned["valid_NDCG@10_single"].items():
+        h.weights = [1.0 if n == name else 0.0 for n in h.components]
+        res = evaluate(h, ds, split, valid_cands, progress=False)
+        assert learned == pytest.approx(res.metrics["NDCG@10"], abs=1e-9), name
+
+
 class Reverse:
     """A stand-in re-ranker preferring lower item ids (so the second stage visibly changes the order)."""
 
@@ -120,6 +183,43 @@ def test_two_stage_rerank_reorders_only_the_top_n(tiny, tmp_path, monkeypatch):
             assert torch.equal(torch.argsort(out[r][rest], stable=True), torch.argsort(first[r][rest], stable=True))
     finally:
         SCORERS._entries.pop("test-reverse")
+
+
+class Constant:
+    """A re-ranker with no opinion: every candidate the same score."""
+
+    name = "constant"
+
+    def fit(self, dataset, split):
+        pass
+
+    def score(self, batch):
+        return torch.zeros(batch.candidates.shape, dtype=torch.float64)
+
+
+def test_rerank_ties_keep_the_first_stage_order_and_full_ties_stay_tied(tiny, tmp_path):
+    ds, split = tiny
+    SCORERS.add("test-constant", lambda arg, ctx: Constant(), "test only")
+    try:
+        spec = _config(tmp_path, components=[{"name": "pop", "scorer": "pop"}], fusion="weighted",
+                       rerank={"scorer": "test-constant", "top_n": 4})
+        h = build_scorer(spec)
+        h.fit(ds, split)
+        u = split.eval_users("test")[:2]
+        hist = torch.from_numpy(split.history(u, "test"))
+        out = h.score(ScoreBatch(torch.from_numpy(u), hist, None))
+        first = h.last_first_stage
+        for r in range(len(u)):
+            top = torch.topk(first[r], 4).indices
+            # the re-ranker ties everything: the top 4 keep the first stage's order, and equal first-stage
+            # scores stay equal (no free order from the column position)
+            assert torch.equal(rank_within(out[r : r + 1, top], torch.ones(1, 4, dtype=torch.bool)),
+                               rank_within(first[r : r + 1, top], torch.ones(1, 4, dtype=torch.bool)))
+    finally:
+        SCORERS._entries.pop("test-constant")
+    p = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    q = torch.tensor([[0.5, 0.5, 0.2, 9.0]])
+    assert rank_lexicographic(p, q, torch.ones(1, 4, dtype=torch.bool)).tolist() == [[2.0, 2.0, 3.0, 4.0]]
 
 
 def test_bad_configs(tmp_path):
