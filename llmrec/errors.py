@@ -29,3 +29,8 @@ class CheckpointError(LLMRecError):
 
 class BackendError(LLMRecError):
     """An LLM backend could not be reached or answered with something unusable."""
+
+
+class CacheError(LLMRecError):
+    """A cache file (LLM responses, candidate sets) is corrupted or cannot be written; the message names the
+    file and what to do (delete it, fix its permissions, or choose another cache)."""

@@ -1,4 +1,4 @@
-"""Atomic file writes and content hashing: nothing is half-written if a run is interrupted."""
+"""Atomic file writes, content hashing and the user cache root: nothing is half-written if a run is interrupted."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def cache_dir() -> Path:
+    """The one user cache root of llmrec (data downloads, candidate sets, converted models, LLM responses,
+    text embeddings): `$LLMREC_CACHE_DIR`, else `$XDG_CACHE_HOME/llmrec`, else `~/.cache/llmrec`."""
+    env = os.environ.get("LLMREC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:

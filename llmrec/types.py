@@ -7,6 +7,8 @@ Raw ids from the files are kept in `Dataset.user_index` / `Dataset.item_index` (
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -292,8 +294,8 @@ class CandidateSet:
                     seed=info["seed"],
                     meta=info.get("meta", {}),
                 )
-        except (OSError, KeyError, ValueError) as e:
-            raise DataError(f"{path}: unreadable candidate file ({e})") from None
+        except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as e:
+            raise DataError(f"{path}: unreadable candidate file ({type(e).__name__}: {e})") from None
         if out.hash != info.get("hash"):
             raise DataError(f"{path}: content hash {out.hash} does not match the recorded {info.get('hash')}")
         return out

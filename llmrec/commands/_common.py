@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -24,3 +25,22 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config key, e.g. --set data.k_core=5 (repeatable)",
     )
+
+
+def int_at_least(minimum: int, note: str = "") -> Callable[[str], int]:
+    """An argparse `type=` for integers ≥ `minimum`; a bad value is a one-line error naming the argument."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}{note}, got {value}")
+        return value
+
+    parse.__name__ = f"integer ≥ {minimum}"  # argparse names the type in its messages
+    return parse
+
+
+seed_arg = int_at_least(0)

@@ -16,6 +16,8 @@ import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from llmrec.commands._common import seed_arg
+
     p = sub.add_parser("compare", help="compare evaluation runs (tables, plots, significance)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run folders written by `llmrec evaluate --out`")
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="NDCG@10", help="metric for the significance tests (default NDCG@10)")
     p.add_argument("--reference", default=None, help="test every method against this run (default: the best)")
     p.add_argument("--title", default="Comparison", help="report title")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=seed_arg, default=0, help="bootstrap seed")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=run)
 

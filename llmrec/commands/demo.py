@@ -20,16 +20,16 @@ import time
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from llmrec.commands._common import add_data_args
+    from llmrec.commands._common import add_data_args, int_at_least
 
     p = sub.add_parser("demo", help="run the main job on embedded defaults (ml-100k)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ml-100k", help="registered name or path with titles (default ml-100k)")
     p.add_argument("--user", default="1", help="raw user id to show (default 1)")
     p.add_argument("--llm", default=None, help="LLM backend (default hf:smollm2-135m; or openai:URL#model)")
-    p.add_argument("--epochs", type=int, default=10, help="SASRec training epochs (default 10; cached per value)")
-    p.add_argument("--top", type=int, default=10, help="recommendations to show")
-    p.add_argument("--rerank", type=int, default=20, help="hybrid top N re-ranked by the LLM (0 = no LLM re-ranking)")
+    p.add_argument("--epochs", type=int_at_least(1), default=10, help="SASRec training epochs (default 10; cached per value)")
+    p.add_argument("--top", type=int_at_least(1), default=10, help="recommendations to show")
+    p.add_argument("--rerank", type=int_at_least(0), default=20, help="hybrid top N re-ranked by the LLM (0 = no LLM re-ranking)")
     p.add_argument("--no-llm", action="store_true", help="skip the LLM (summary and re-ranking)")
     add_data_args(p)
     p.set_defaults(func=run)

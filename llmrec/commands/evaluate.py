@@ -39,10 +39,13 @@ class EvaluateConfig:
             raise ValueError(f"phase must be 'test' or 'valid', got {self.phase!r}")
         if any(k < 1 for k in self.k):
             raise ValueError(f"k must be ≥ 1, got {self.k}")
+        for name in ("seed", "max_users", "batch_size", "max_history"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from llmrec.commands._common import add_config_args, add_data_args
+    from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
 
     p = sub.add_parser(
         "evaluate", help="evaluate a scorer on a candidate protocol", description=__doc__,
@@ -53,9 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "llm:RANKER, hybrid:CONFIG.yaml")
     p.add_argument("--protocol", help="full | sampled:N[:pop] | candidates:FILE | nir | nir-uf:N | nir-if:N")
     p.add_argument("--phase", choices=["test", "valid"], help="which leave-one-out target (default test)")
-    p.add_argument("--k", type=int, action="append", help="also report HR/NDCG at this K (repeatable)")
-    p.add_argument("--seed", type=int, help="seed for sampled candidates, user sampling and the scorer")
-    p.add_argument("--max-users", type=int, help="evaluate a seeded sample of N users")
+    p.add_argument("--k", type=int_at_least(1), action="append", help="also report HR/NDCG at this K (repeatable)")
+    p.add_argument("--seed", type=seed_arg, help="seed for sampled candidates, user sampling and the scorer")
+    p.add_argument("--max-users", type=int_at_least(0, " (0 = all users)"),
+                   help="evaluate a seeded sample of N users (0 = all)")
     p.add_argument("--llm", help="LLM backend for llm:* scorers (hf:smollm2-135m, openai:URL#model)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--out", help="write metrics.json, per_user.csv.gz, report.md and config.json here")

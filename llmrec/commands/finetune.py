@@ -20,7 +20,7 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from llmrec.commands._common import add_config_args, add_data_args
+    from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
 
     p = sub.add_parser(
         "finetune", help="fine-tune a trained encoder (next-item or user attributes)", description=__doc__,
@@ -30,9 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, choices=["next-item", "gender", "age", "occupation"])
     p.add_argument("--out", required=True, help="run folder of the fine-tuned model")
     p.add_argument("--dataset", help="data set to fine-tune on (default: the one the encoder was trained on)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping on the validation metric)")
+    p.add_argument("--epochs", type=int_at_least(1), help="maximum epochs (early stopping on the validation metric)")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, help="seed")
+    p.add_argument("--seed", type=seed_arg, help="seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print result.json")
     add_data_args(p)

@@ -22,7 +22,7 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from llmrec.commands._common import add_config_args, add_data_args
+    from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
 
     p = sub.add_parser(
         "pretrain", help="train / pre-train an ID user model with objectives", description=__doc__,
@@ -31,9 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="registered name or path")
     p.add_argument("--model", choices=["sasrec", "bert4rec"], help="encoder (default sasrec)")
     p.add_argument("--objective", help="NAME[,NAME…] (NAME:WEIGHT to weight); default: the model's next-item objective")
-    p.add_argument("--epochs", type=int, help="epochs of the stage (an upper bound when it early-stops)")
+    p.add_argument("--epochs", type=int_at_least(1), help="epochs of the stage (an upper bound when it early-stops)")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, help="seed of weights, batches, augmentations and dropout")
+    p.add_argument("--seed", type=seed_arg, help="seed of weights, batches, augmentations and dropout")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds an interrupted run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print result.json")

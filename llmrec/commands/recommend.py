@@ -50,7 +50,7 @@ class RecommendConfig:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from llmrec.commands._common import add_config_args, add_data_args
+    from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
 
     p = sub.add_parser(
         "recommend", help="rank one user's candidates with an LLM ranker", description=__doc__,
@@ -62,8 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm", help="LLM backend (hf:smollm2-135m, openai:URL#model)")
     p.add_argument("--protocol", help=f"candidate protocol (default {DEFAULT_PROTOCOL}; sampled:N, nir, "
                    "candidates:FILE)")
-    p.add_argument("--top", type=int, help="how many items to show (default 10)")
-    p.add_argument("--seed", type=int, help="seed for sampled candidates and the ranker")
+    p.add_argument("--top", type=int_at_least(1), help="how many items to show (default 10)")
+    p.add_argument("--seed", type=seed_arg, help="seed for sampled candidates and the ranker")
     p.add_argument("--json", action="store_true", help='print {"user", "items": [{"item_id", "title", "score"}], …}')
     add_data_args(p)
     add_config_args(p)
@@ -132,7 +132,10 @@ def recommend(cfg: RecommendConfig, data_dir: str | None = None, backend: Any = 
     }
     if "summary" in result.extras:
         out["summary"] = result.extras["summary"]
-    rank = [int(items[j]) for j in order].index(held) + 1 if held in items else None
+    rank = None
+    if held in items:  # 1-based and pessimistic, as the evaluation counts: every tie ranks above the held-out item
+        at = int(np.nonzero(items == held)[0][0])
+        rank = int((scores >= scores[at]).sum())
     out["_held_out"] = {"title": scorer.titles[held], "rank": rank, "n_candidates": int(len(items)),
                         "inserted": bool(cands.meta.get("target_inserted", False))}
     return out

@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model", default="smollm2-135m", help="alias, model folder or hub id (default: smollm2-135m)"
     )
     p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine "
+                   "only; any other warns, see --api-key)")
+    p.add_argument("--api-key", default=None, help="require this key from clients (passed to vLLM as --api-key; "
+                   "clients set OPENAI_API_KEY; default: $VLLM_API_KEY, else none)")
     p.add_argument(
         "--served-name", default=None, help="model name clients use (default: the alias or folder name)"
     )
@@ -49,8 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from llmrec.llm.models import resolve_model
-    from llmrec.llm.serve import ServerConfig, start_server
+    from llmrec.llm.serve import ServerConfig, exposure_warning, start_server
 
     if args.prepare_only:
         print(resolve_model(args.model))
@@ -64,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         python=args.python,
         extra_args=tuple(args.extra),
+        api_key=args.api_key or os.environ.get("VLLM_API_KEY") or None,
     )
+    warning = exposure_warning(cfg.host, cfg.api_key)
+    if warning:  # printed now, not at exit: this command runs until interrupted
+        print(f"llmrec: warning: {warning}", file=sys.stderr, flush=True)
     print(
         f"llmrec: starting vLLM for {args.model} (waiting up to {args.timeout:g} s)",
         file=sys.stderr,

@@ -18,7 +18,7 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from llmrec.commands._common import add_config_args, add_data_args
+    from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
 
     p = sub.add_parser(
         "tune-encoder", help="LoRA-tune a text item encoder on a data set (resumable)", description=__doc__,
@@ -28,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="adapter folder to write, e.g. adapters/NAME")
     p.add_argument("--model", help="base encoder: minilm (default), a local folder or a hub id")
     p.add_argument("--objective", help="comma-separated objectives: next_item (default), cooc, dp")
-    p.add_argument("--epochs", type=int, help="passes over the training users (default 3)")
-    p.add_argument("--seed", type=int, help="seed of the example draws, dropout and LoRA init (default 0)")
+    p.add_argument("--epochs", type=int_at_least(1), help="passes over the training users (default 3)")
+    p.add_argument("--seed", type=seed_arg, help="seed of the example draws, dropout and LoRA init (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished adapter or a foreign checkpoint")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt beside the final adapter")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")

@@ -5,7 +5,7 @@ Protocols (`make_candidates(..., protocol=...)`):
 - `sampled:N` / `sampled:N:pop`: N negatives drawn without replacement from the items the user never
   interacted with (uniformly, or in proportion to training popularity), plus the target at a seeded position.
 - `candidates:FILE`: fixed sets a user brings (TSV `user_id<TAB>target_item_id<TAB>space-separated ids`, raw
-  ids; the target is inserted if absent).
+  ids, one line per user; a target absent from its line is inserted at a seeded random position).
 - `nir`: the NIR paper's 170 published 19-title candidate sets (data set `nir-ml-100k`).
 - `nir-uf:N` / `nir-if:N`: NIR's user filtering (items of the 12 most similar users, weighted by similarity
   over multi-hot histories) or item filtering (co-occurrence neighbours of the user's items), top N. The target
@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from llmrec.data.readers import read_lines, require_file
 from llmrec.data.sources import cache_dir
-from llmrec.errors import DataError, UnknownNameError
+from llmrec.errors import CacheError, DataError, UnknownNameError
 from llmrec.types import CandidateSet, Dataset, Phase, Split, _ranges, pad_left
 
 PROTOCOLS = ["full", "sampled:N", "sampled:N:pop", "candidates:FILE", "nir", "nir-uf:N", "nir-if:N"]
@@ -41,38 +41,66 @@ def make_candidates(
 ) -> CandidateSet:
     """Build (or load from the cache) the candidate set of `protocol` for `phase`; see the module doc."""
     kind, _, arg = protocol.partition(":")
+    n = parse_protocol(protocol, dataset.n_items)
     users = split.eval_users(phase)
     targets = split.targets(users, phase)
     if kind == "full":
         return CandidateSet("full", phase, users, targets, None, split.hash, seed)
     if kind == "candidates":
-        if not arg:
-            raise DataError("protocol candidates:FILE needs a file path")
-        return read_candidate_file(Path(arg), dataset, split, phase)
+        return read_candidate_file(Path(arg), dataset, split, phase, seed)
     path = _cache_path(dataset, split, protocol, phase, seed) if use_cache else None
     if path is not None and path.is_file():
-        cs = CandidateSet.load(path)
-        return cs
+        try:
+            return CandidateSet.load(path)
+        except DataError as e:
+            raise CacheError(f"{e}; it is a cached candidate set: delete {path} and {path.with_suffix('.json')} "
+                             f"and rerun to rebuild it") from None
     if kind == "sampled":
-        m = re.fullmatch(r"(\d+)(?::(uniform|pop))?", arg)
-        if not m or int(m.group(1)) < 1:
-            raise DataError(f"protocol {protocol!r}: expected sampled:N or sampled:N:pop with N ≥ 1")
-        cs = sample_negatives(split, users, targets, phase, int(m.group(1)), m.group(2) or "uniform", seed)
+        how = arg.partition(":")[2] or "uniform"
+        cs = sample_negatives(split, users, targets, phase, n, how, seed)
         cs.protocol = protocol
     elif kind == "nir":
         cs = published_nir_candidates(dataset, split, data_dir)
-    elif kind in ("nir-uf", "nir-if"):
-        n = int(arg) if arg.isdigit() else 19
+    else:  # nir-uf / nir-if
         fn = nir_user_filtering if kind == "nir-uf" else nir_item_filtering
         items = fn(split, users, phase, n)
         hit = (items == targets[:, None]).any(axis=1)
         cs = CandidateSet(protocol, phase, users, targets, items, split.hash, seed,
                           {"target_in_candidates": int(hit.sum()), "target_inserted": False})
-    else:
-        raise UnknownNameError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     if path is not None:
         cs.save(path)
     return cs
+
+
+def parse_protocol(protocol: str, n_items: int) -> int:
+    """Check a protocol string against a catalogue of `n_items` before any work; returns its N (0 if none).
+
+    Raises `UnknownNameError` for an unknown kind and `DataError` (naming the protocol and the valid form) for a
+    bad argument: an argument to `full` / `nir`, N that is not a whole number ≥ 1, `nir-uf:N` / `nir-if:N`
+    with N ≥ the catalogue size (they pick N items the user has not seen), a `candidates:` without a file.
+    """
+    kind, sep, arg = protocol.partition(":")
+    if kind not in ("full", "nir", "sampled", "candidates", "nir-uf", "nir-if"):
+        raise UnknownNameError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if kind in ("full", "nir"):
+        if sep:
+            raise DataError(f"protocol {protocol!r}: {kind!r} takes no argument (use --protocol {kind})")
+        return 0
+    if kind == "candidates":
+        if not arg:
+            raise DataError("protocol candidates:FILE needs a file path, e.g. --protocol candidates:my_sets.tsv")
+        return 0
+    if kind == "sampled":
+        m = re.fullmatch(r"(\d+)(?::(uniform|pop))?", arg)
+        if not m or int(m.group(1)) < 1:
+            raise DataError(f"protocol {protocol!r}: expected sampled:N or sampled:N:pop with N a whole number ≥ 1")
+        return int(m.group(1))
+    if not sep:
+        arg = "19"  # NIR's candidate count
+    if not re.fullmatch(r"\d+", arg) or not 1 <= int(arg) < n_items:
+        raise DataError(f"protocol {protocol!r}: expected {kind}:N with N a whole number, 1 ≤ N < {n_items} "
+                        f"(the catalogue size; NIR uses {kind}:19)")
+    return int(arg)
 
 
 def _cache_path(dataset: Dataset, split: Split, protocol: str, phase: str, seed: int) -> Path:
@@ -110,7 +138,8 @@ def sample_negatives(
     if how == "pop":
         pop = np.asarray(split.train_matrix("train").sum(axis=0)).ravel().astype(np.float64)  # (N+1,)
         rate = pop / max(pop.sum(), 1.0)
-    out = np.zeros((len(users), n), dtype=np.int64)
+    k = min(n, N)  # no user has more than N (catalogue) negatives, whatever n asks: at most N columns
+    out = np.zeros((len(users), k), dtype=np.int64)
     chunk = max(1, int(2e7 // (N + 1)))
     for s in range(0, len(users), chunk):
         u = users[s : s + chunk]
@@ -121,7 +150,6 @@ def sample_negatives(
         keys[:, 0] = np.inf
         sub = seen[u].tocoo()
         keys[sub.row, sub.col] = np.inf
-        k = min(n, N)
         part = np.argpartition(keys, k - 1, axis=1)[:, :k]  # (B, k) the k smallest keys, unordered
         order = np.argsort(np.take_along_axis(keys, part, 1), axis=1, kind="stable")
         chosen = np.take_along_axis(part, order, 1)
@@ -244,10 +272,15 @@ def published_nir_candidates(dataset: Dataset, split: Split, data_dir: str | Pat
     return CandidateSet("nir", "test", users, targets, items, split.hash, 2023, meta)
 
 
-def read_candidate_file(path: Path, dataset: Dataset, split: Split, phase: Phase) -> CandidateSet:
-    """TSV lines `user_id<TAB>target_item_id<TAB>cand1 cand2 …` (raw ids; an optional header line)."""
+def read_candidate_file(path: Path, dataset: Dataset, split: Split, phase: Phase, seed: int = 0) -> CandidateSet:
+    """TSV lines `user_id<TAB>target_item_id<TAB>cand1 cand2 …` (raw ids; an optional header line), one line per
+    user. A target missing from its line is inserted at a seeded random position (`seed`), never at a fixed one:
+    a ranker that ignores the user (e.g. prefers the last column) must score at chance."""
     require_file(path, "candidate TSV: user_id, target_item_id, space-separated candidate ids")
+    rng = np.random.default_rng(seed)
     users, targets, rows = [], [], []
+    first_line: dict[int, int] = {}
+    inserted = 0
     item_pos = {str(k): i + 1 for i, k in enumerate(dataset.item_index)}
     for n, line in enumerate(read_lines(path), 1):
         if not line.strip() or (n == 1 and line.lower().startswith("user")):
@@ -260,6 +293,10 @@ def read_candidate_file(path: Path, dataset: Dataset, split: Split, phase: Phase
             u = dataset.internal_user(parts[0].strip())
         except DataError:
             raise DataError(f"{path}: line {n}: unknown user_id {parts[0]!r}") from None
+        if u in first_line:
+            raise DataError(f"{path}: line {n}: user {parts[0].strip()!r} already has a candidate set on line "
+                            f"{first_line[u]}; give one line per user")
+        first_line[u] = n
         ids = []
         for tok in [parts[1].strip()] + parts[2].split():
             if tok not in item_pos:
@@ -271,7 +308,8 @@ def read_candidate_file(path: Path, dataset: Dataset, split: Split, phase: Phase
             raise DataError(f"{path}: line {n}: target {parts[1]!r} is not user {parts[0]!r}'s {phase} item "
                             f"under the leave-one-out split")
         if target not in cands:
-            cands.append(target)
+            cands.insert(int(rng.integers(0, len(cands) + 1)), target)  # a seeded position, any of len+1
+            inserted += 1
         users.append(u)
         targets.append(target)
         rows.append(cands)
@@ -282,4 +320,5 @@ def read_candidate_file(path: Path, dataset: Dataset, split: Split, phase: Phase
     for i, r in enumerate(rows):
         items[i, : len(r)] = r
     return CandidateSet(f"candidates:{path.name}", phase, np.array(users, np.int64), np.array(targets, np.int64),
-                        items, split.hash, 0, {"file": str(path), "target_inserted": True})
+                        items, split.hash, seed, {"file": str(path), "target_inserted": True,
+                                                  "targets_inserted": inserted})

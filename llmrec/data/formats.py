@@ -93,7 +93,7 @@ def load_folder(path: Path) -> RawData:
         empty = frame[col].str.strip() == ""
         if empty.any():
             row = int(np.argmax(empty.to_numpy()))
-            raise DataError(f"{ipath}: line {row + 2}: field {col!r} is empty")
+            raise DataError(f"{ipath}: line {frame.index[row]}: field {col!r} is empty")
     n = len(frame)
     if n == 0:
         raise DataError(f"{ipath}: no interactions (only a header)")
@@ -115,7 +115,9 @@ def load_folder(path: Path) -> RawData:
         dup = items["item_id"].duplicated()
         if dup.any():
             row = int(np.argmax(dup.to_numpy()))
-            raise DataError(f"{path / 'items.csv'}: line {row + 2}: item_id {items['item_id'].iloc[row]!r} repeated")
+            first = int(np.argmax((items["item_id"] == items["item_id"].iloc[row]).to_numpy()))
+            raise DataError(f"{path / 'items.csv'}: line {items.index[row]}: item_id {items['item_id'].iloc[row]!r} "
+                            f"repeated (first on line {items.index[first]}); give one line per item")
         items = items.set_index("item_id")
         fields = list(items.columns)
     users = None

@@ -17,16 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.errors import DataError
-from llmrec.io import sha256_file
-
-
-def cache_dir() -> Path:
-    """`$LLMREC_CACHE_DIR`, else `$XDG_CACHE_HOME/llmrec`, else `~/.cache/llmrec`."""
-    env = os.environ.get("LLMREC_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec"
+from llmrec.io import cache_dir, sha256_file  # cache_dir: the one cache root, also imported from here
 
 
 def checkout_root() -> Path | None:

@@ -2,7 +2,8 @@
 
 Full ranking scores all N items at once per batch (B, N+1), masks padding and the user's history (never the
 target itself), and ranks the target pessimistically. Sampled/fixed candidates score (B, C) columns; padding
-columns are ignored; a target missing from a user's candidates is a miss. Per-user ranks are kept.
+columns are ignored; a target missing from a user's candidates is a miss. Per-user ranks are kept. What the
+report says about the candidates (targets present, users short of negatives) counts the evaluated users only.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def evaluate(
     ranks = np.empty(U, dtype=np.float64)
     negs = np.empty(U, dtype=np.float64)
     n_nonfinite = 0
+    n_target_in = 0  # evaluated users whose target is among their candidates
     show = sys.stderr.isatty() if progress is None else progress
     name = getattr(scorer, "name", type(scorer).__name__)
     bar = None
@@ -162,6 +164,7 @@ def evaluate(
                 valid = cand > 0
                 match = (cand == tgt[:, None]) & valid  # (B, C)
                 col = torch.where(match.any(1), match.float().argmax(1), torch.full_like(tgt, -1))
+            n_target_in += int((col >= 0).sum())
             ranks[s : s + B] = pessimistic_ranks(scores, col, valid).numpy()
             negs[s : s + B] = valid_counts(valid, col).numpy()
             if bar is not None:
@@ -185,8 +188,19 @@ def evaluate(
     report = dict(scorer.report()) if hasattr(scorer, "report") else {}
     if n_nonfinite:
         report["nonfinite_scores"] = n_nonfinite
-    if "target_in_candidates" in candidates.meta:
-        report["target_in_candidates"] = candidates.meta["target_in_candidates"]
+    if "target_in_candidates" in candidates.meta:  # a protocol that does not insert the target: over these users
+        report["target_in_candidates"] = n_target_in
+    wanted = candidates.meta.get("negatives")  # sampled:N asks for N negatives per user
+    if wanted and U and (negs < wanted).any():
+        short = int((negs < wanted).sum())
+        report["users_with_fewer_negatives"] = short
+        report["min_negatives"] = int(negs.min())
+        warnings.warn(
+            f"protocol {candidates.protocol}: {short} of {U} users have fewer than {wanted} unseen items to sample "
+            f"as negatives (as few as {int(negs.min())}); they are ranked among fewer candidates "
+            f"(users_with_fewer_negatives and min_negatives in the report)",
+            stacklevel=2,
+        )
     return EvalResult(
         scorer=name,
         dataset=dataset.name,

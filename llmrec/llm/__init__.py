@@ -80,8 +80,8 @@ def make_backend(
     except TypeError as e:
         raise BackendError(f"{prefix}: bad backend option ({e})") from None
     if cache:
+        from llmrec.io import cache_dir
         from llmrec.llm.cache import CachedBackend, ResponseCache
-        from llmrec.llm.models import cache_dir
 
         path = cache_dir() / "llm-responses.sqlite" if cache is True else Path(cache)
         return CachedBackend(backend, ResponseCache(path))  # type: ignore[return-value]

@@ -14,12 +14,14 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmrec.errors import CacheError
 from llmrec.llm.base import (
     Completion,
     ContinuationScore,
@@ -45,6 +47,12 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+_OTHER_CACHE = (
+    "check its permissions and free disk space, or use another cache file (the llm scorer: --set "
+    "options.cache=PATH, or options.cache=false for none)"
+)
+
+
 def request_key(kind: str, backend: str, request: dict[str, Any]) -> tuple[str, str]:
     """(key, canonical request JSON)."""
     body = json.dumps({"kind": kind, "backend": backend, **request}, sort_keys=True, ensure_ascii=False)
@@ -52,48 +60,104 @@ def request_key(kind: str, backend: str, request: dict[str, Any]) -> tuple[str, 
 
 
 class ResponseCache:
-    """A SQLite file of responses. Thread-safe (one connection behind a lock); process-safe through WAL."""
+    """A SQLite file of responses. Thread-safe (one connection behind a lock); process-safe through WAL.
+
+    A file that is not a SQLite database (or a damaged one) raises `CacheError` naming it and saying to delete
+    it: it may hold paid-for answers, so it is never deleted here. A file that cannot be created or written
+    (permissions, a folder in the way, a full disk) raises `CacheError` when opened, before any model call.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA busy_timeout = 60000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(
-            "PRAGMA synchronous = NORMAL"
-        )  # WAL + NORMAL: durable at checkpoints, never corrupt
-        self._conn.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(
+                f"{self.path}: cannot create the LLM response cache's folder ({e.strerror or e}); "
+                f"{_OTHER_CACHE}"
+            ) from None
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise self._error(e, "open") from None
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 60000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+            self._conn.execute(_SCHEMA)
+            # probe for write access now (a write, rolled back: a read-only WAL file passes BEGIN IMMEDIATE), so a
+            # read-only cache fails before the first model call rather than after it
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("DELETE FROM responses WHERE key = ''")
+            finally:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            self._conn.close()
+            raise self._error(e, "open") from None
+
+    def _error(self, e: Exception, doing: str) -> CacheError:
+        """A one-line `CacheError` for a SQLite (or decoding) failure: corrupted → delete it; else → access."""
+        msg = str(e).strip() or type(e).__name__
+        if isinstance(e, (ValueError, TypeError, KeyError)) or (
+            isinstance(e, sqlite3.DatabaseError) and any(w in msg for w in ("not a database", "malformed", "corrupt"))
+        ):
+            return CacheError(
+                f"{self.path}: the LLM response cache is corrupted ({msg}); delete it (with any "
+                f"{self.path.name}-wal / -shm beside it) to start an empty cache"
+            )
+        return CacheError(f"{self.path}: cannot {doing} the LLM response cache ({msg}); {_OTHER_CACHE}")
+
+    def _decode(self, body: str) -> dict[str, Any]:
+        try:
+            d = json.loads(body)
+        except (TypeError, ValueError) as e:
+            raise self._error(e, "read") from None
+        if not isinstance(d, dict):
+            raise self._error(ValueError(f"a response is {type(d).__name__}, not an object"), "read")
+        return d
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        try:
+            with self._lock:
+                row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as e:
+            raise self._error(e, "read") from None
+        return None if row is None else self._decode(row[0])
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         uniq = list(dict.fromkeys(keys))
-        with self._lock:
-            for s in range(0, len(uniq), 500):  # SQLite caps the number of bound parameters
-                chunk = uniq[s : s + 500]
-                q = f"SELECT key, response FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, r in self._conn.execute(q, chunk):
-                    out[k] = json.loads(r)
-        return out
+        try:
+            with self._lock:
+                for s in range(0, len(uniq), 500):  # SQLite caps the number of bound parameters
+                    chunk = uniq[s : s + 500]
+                    q = f"SELECT key, response FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                    for k, r in self._conn.execute(q, chunk).fetchall():
+                        out[k] = r
+        except sqlite3.Error as e:
+            raise self._error(e, "read") from None
+        return {k: self._decode(r) for k, r in out.items()}
 
     def put(self, key: str, kind: str, backend: str, request: str, response: dict[str, Any]) -> None:
         body = json.dumps(response, ensure_ascii=False)
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses (key, kind, backend, request, response, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, kind, backend, request, body, time.time()),
-            )
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO responses (key, kind, backend, request, response, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, kind, backend, request, body, time.time()),
+                )
+        except sqlite3.Error as e:
+            raise self._error(e, "write to") from None
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        try:
+            with self._lock:
+                return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        except sqlite3.Error as e:
+            raise self._error(e, "read") from None
 
     def close(self) -> None:
         with self._lock:
@@ -131,6 +195,8 @@ class CachedBackend:
         self.inner = backend
         self.cache = cache
         self._hits = 0
+        self._said_resuming = False
+        self._stored: set[str] = set()  # keys this wrapper wrote: a hit on any other comes from an earlier run
 
     # Delegated lazily: a server backend learns its model and window from the server on first use.
     @property
@@ -167,9 +233,16 @@ class CachedBackend:
         keyed = [request_key(kind, self.cache_id, r) for r in requests]
         hits = self.cache.get_many([k for k, _ in keyed])
         out: list[Any] = [None] * len(requests)
+        if not self._said_resuming and not set(hits) <= self._stored:  # one line, on any stderr
+            print(f"llmrec: resuming: answers already in the LLM response cache {self.cache.path} are reused, "
+                  f"only the missing ones are asked", file=sys.stderr, flush=True)
+            self._said_resuming = True
         for i, (k, _) in enumerate(keyed):
             if k in hits:
-                out[i] = decode(hits[k])
+                try:
+                    out[i] = decode(hits[k])
+                except (TypeError, KeyError, ValueError) as e:  # a row that does not fit the result type
+                    raise self.cache._error(e, "read") from None
                 self._hits += 1
                 if on_result is not None:
                     on_result(i, out[i])
@@ -179,6 +252,7 @@ class CachedBackend:
             def store(j: int, result: Any) -> None:
                 k, body = keyed[miss[j]]
                 self.cache.put(k, kind, self.cache_id, body, _store(result))
+                self._stored.add(k)
                 if on_result is not None:
                     on_result(miss[j], result)
 

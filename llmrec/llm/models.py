@@ -5,7 +5,8 @@ GGUF file (no hub download at run time). transformers can load GGUF directly (~1
 first use converts it once to a safetensors folder in the user cache (~270 MB bf16) and later loads take ~2 s.
 The same folder is what `llmrec serve-llm` hands to vLLM, so `hf:` and the server run the same weights.
 
-Cache folder: `$LLMREC_CACHE_DIR`, else `~/.cache/llmrec`; models live under `<cache>/models/<alias>/`.
+Models live under `<cache>/models/<alias>/`, the cache root being `llmrec.io.cache_dir()` (`$LLMREC_CACHE_DIR`,
+else `$XDG_CACHE_HOME/llmrec`, else `~/.cache/llmrec`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.errors import BackendError, UnknownNameError
+from llmrec.io import cache_dir  # the one cache root (re-exported: scripts import it from here)
 
 MANIFEST = "llmrec-model.json"
 
@@ -51,12 +53,6 @@ ALIASES: dict[str, ModelAlias] = {
     ),
 }
 DEFAULT_MODEL = "smollm2-135m"
-
-
-def cache_dir() -> Path:
-    """The user cache root: `$LLMREC_CACHE_DIR`, else `~/.cache/llmrec`."""
-    env = os.environ.get("LLMREC_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "llmrec"
 
 
 def models_dir() -> Path:

@@ -364,7 +364,9 @@ class OpenAIBackend:
             if "no /tokenize" not in str(e):
                 raise
             if not self._warned_estimate:
-                warnings.warn(f"{self.name}: no /tokenize endpoint; token counts are estimates", stacklevel=2)
+                # once per backend; the CLI prints it after the command's result or error line, not before
+                warnings.warn(f"{self.name}: the server has no /tokenize endpoint, so prompt token counts are "
+                              f"estimates (characters / 3); a vLLM server counts exactly", stacklevel=2)
                 self._warned_estimate = True
             text = json.dumps(prompt_to_json(prompt), ensure_ascii=False)
             return len(text) // 3 + 1

