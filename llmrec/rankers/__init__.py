@@ -1,5 +1,5 @@
 """Zero-shot LLM rankers of candidate items: NIR three-step prompting, generative listwise ranking, the
-LlamaRec verbalizer and pointwise title likelihood — each one file, one `RANKERS` entry, one test-matrix row.
+LlamaRec verbalizer, pointwise title likelihood and TALLRec yes/no — each one file, one `RANKERS` entry, one test-matrix row.
 
 `make_ranker("verbalizer", backend, {"bootstrap": 3})` builds one; the contract is `llmrec.rankers.base.Ranker`.
 """
@@ -16,6 +16,7 @@ from llmrec.rankers.listwise import ListwiseConfig, ListwiseRanker
 from llmrec.rankers.nir import NIRConfig, NIRRanker
 from llmrec.rankers.pointwise import PointwiseConfig, PointwiseRanker
 from llmrec.rankers.verbalizer import VerbalizerConfig, VerbalizerRanker
+from llmrec.rankers.yesno import YesNoConfig, YesNoRanker
 from llmrec.registry import Registry
 
 
@@ -31,6 +32,7 @@ RANKERS.add("nir", RankerEntry(NIRRanker, NIRConfig, True), "NIR three-step prom
 RANKERS.add("listwise", RankerEntry(ListwiseRanker, ListwiseConfig, True), "generative list ranking (LLMRank)")
 RANKERS.add("verbalizer", RankerEntry(VerbalizerRanker, VerbalizerConfig, False), "label log-probs (LlamaRec)")
 RANKERS.add("pointwise", RankerEntry(PointwiseRanker, PointwiseConfig, False), "log p(title | history)")
+RANKERS.add("yesno", RankerEntry(YesNoRanker, YesNoConfig, False), "log-odds of Yes per candidate (TALLRec)")
 
 
 def make_ranker(name: str, backend: LLMBackend, options: dict[str, Any] | None = None) -> Ranker:
@@ -56,5 +58,7 @@ __all__ = [
     "UserContext",
     "VerbalizerConfig",
     "VerbalizerRanker",
+    "YesNoConfig",
+    "YesNoRanker",
     "make_ranker",
 ]

@@ -156,6 +156,24 @@ class GenerativeConfig(RankerConfig):
         return np.mean(np.stack(per_order), axis=0)  # (K, n) -> (n,)
 
 
+def check_template(name: str, needs: Sequence[str], fmt: str | None = None) -> None:
+    """Raise ValueError unless prompt template `name` exists, declares the variables `needs` and (if given)
+    expects the answer format `fmt` — for rankers whose template is an option."""
+    from llmrec.errors import LLMRecError
+    from llmrec.prompts import load_prompt
+
+    try:
+        tpl = load_prompt(name)
+    except LLMRecError as e:
+        raise ValueError(f"template {name!r}: {e}") from None
+    missing = [v for v in needs if v not in tpl.variables]
+    if missing:
+        raise ValueError(f"template {tpl.id} lacks the variable(s) {', '.join(missing)} this ranker fills")
+    got = tpl.expected_output.get("format")
+    if fmt is not None and got != fmt:
+        raise ValueError(f"template {tpl.id} expects a {got!r} answer; this ranker reads a {fmt!r} answer")
+
+
 def user_rng(seed: int, key: int) -> np.random.Generator:
     """The one source of randomness for a user: independent of batching and of the other users."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(key) & 0xFFFFFFFF, 0x5EED])

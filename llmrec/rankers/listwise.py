@@ -20,7 +20,7 @@ import numpy as np
 
 from llmrec.llm.base import Completion, GenerationParams, LLMBackend
 from llmrec.parsing import OutputFormat, ParsedList, TitleMatcher, parse_ranking
-from llmrec.prompts import RenderedPrompt, render
+from llmrec.prompts import RenderedPrompt, load_prompt, render
 from llmrec.rankers.base import (
     GenerativeConfig,
     RankResult,
@@ -74,8 +74,13 @@ def generation_stats(c: Completion, parsed: ParsedList) -> RankStats:
     )
 
 
-def render_prompt(backend: LLMBackend, template: str, values: dict[str, Any], max_new: int, margin: int) -> RenderedPrompt:
-    """Render with the history cut (oldest first) to fit the backend's window."""
+def render_prompt(backend: LLMBackend, template: str, values: dict[str, Any], max_new: int, margin: int,
+                  drop_undeclared: bool = False) -> RenderedPrompt:
+    """Render with the history cut (oldest first) to fit the backend's window. `drop_undeclared`: values the
+    template does not declare are left out (rankers whose template is an option fill a superset)."""
+    if drop_undeclared:
+        declared = load_prompt(template).variables
+        values = {k: v for k, v in values.items() if k in declared}
     budget = history_budget(backend, max_new, margin)
     counter = backend.count_tokens if budget is not None else None
     return render(template, values, count_tokens=counter, budget=budget)

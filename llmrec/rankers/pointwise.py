@@ -1,6 +1,7 @@
 """Pointwise likelihood ranking: each candidate scored by log p(its title | the user's history).
 
-The prefix is the user's history and a question whose answer is one title (`rank/next_title`); every candidate
+The prefix is the user's history and a question whose answer is one title (`rank/next_title`, or any template
+with a history answered by one title: `template`, e.g. a P5 sequential one after LLM tuning); every candidate
 title is a continuation of that same prefix, scored with `backend.loglik(prefix, titles)`, which computes the
 prefix once (hf: its key/value cache is reused for every continuation; vLLM: one batched request per chunk,
 its prefix cache does the rest). Nothing is generated, so there is nothing to parse.
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from llmrec.llm.base import LLMBackend, LoglikResult
-from llmrec.rankers.base import RankerConfig, RankResult, RankStats, UserContext
+from llmrec.rankers.base import RankerConfig, RankResult, RankStats, UserContext, check_template
 from llmrec.rankers.listwise import render_prompt
 
 TEMPLATE = "rank/next_title"
@@ -40,11 +41,13 @@ class PointwiseConfig(RankerConfig):
 
     norm: Literal["mean", "sum", "pmi"] = "mean"  # length normalisation, see the module doc
     max_title_tokens: int = 48  # room kept in the window for the longest continuation
+    template: str = TEMPLATE  # any template with a `history` whose answer is one title (`item`)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        check_template(self.template, ("history",), "item")
 
 
 class PointwiseRanker:
@@ -59,7 +62,8 @@ class PointwiseRanker:
     def prefix(self, history: Sequence[str]) -> Any:
         values = {"item_kind": self.cfg.item_kind, "action": self.cfg.action, "history": list(history)}
         return render_prompt(
-            self.backend, TEMPLATE, values, self.cfg.max_title_tokens, self.cfg.budget_margin
+            self.backend, self.cfg.template, values, self.cfg.max_title_tokens, self.cfg.budget_margin,
+            drop_undeclared=True,
         ).messages
 
     def _scores(self, res: LoglikResult) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Verbalizer ranking (LlamaRec, Yue et al. 2023): one forward pass ranks every candidate of a window.
 
-The candidates are listed with single-token labels A, B, C, … (`rank/verbalizer`); the next-token
+The candidates are listed with single-token labels A, B, C, … (`rank/verbalizer`, or any template with a
+history and lettered candidates answered by a letter: `template`, e.g. a held-out one after LLM tuning); the
+next-token
 log-probabilities of the labels after the prompt (`backend.score_labels`, no generation) give the whole
 ranking at once. Labels are checked to be single tokens by the backend (a BackendError names any that is not).
 All prompts of a batch (users × windows × bootstrap orders) go to the backend in one call.
@@ -34,6 +36,7 @@ from llmrec.rankers.base import (
     RankStats,
     UserContext,
     candidate_orders,
+    check_template,
     user_rng,
 )
 from llmrec.rankers.listwise import render_prompt
@@ -46,11 +49,13 @@ class VerbalizerConfig(RankerConfig):
     """Verbalizer options (plus the shared `RankerConfig` ones)."""
 
     window: int = 20  # candidates per prompt (labels A..); LlamaRec ranks 20; at most 26 (letters)
+    template: str = TEMPLATE  # any template with `history` and lettered `candidates`, answered by a letter
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 2 <= self.window <= 26:
             raise ValueError(f"window must be in 2..26 (single-letter labels), got {self.window}")
+        check_template(self.template, ("history", "candidates"), "letter")
 
 
 def windows(n: int, size: int) -> list[range]:
@@ -74,7 +79,8 @@ class VerbalizerRanker:
     def _prompt(self, user: UserContext, titles: Sequence[str]) -> Any:
         values = {"item_kind": self.cfg.item_kind, "history": self.cfg.recent(user.history),
                   "candidates": list(titles)}
-        return render_prompt(self.backend, TEMPLATE, values, 1, self.cfg.budget_margin).messages
+        return render_prompt(self.backend, self.cfg.template, values, 1, self.cfg.budget_margin,
+                             drop_undeclared=True).messages
 
     def rank(self, users: Sequence[UserContext], candidates: Sequence[Sequence[str]]) -> list[RankResult]:
         # every (user, order, window) prompt, grouped by window size (one label set per backend call)

@@ -62,7 +62,7 @@ def test_every_ranker_evaluates_and_reports(name, tiny, tiny_cands):
     assert sc.ranker.cfg.item_kind == "movie" and sc.ranker.cfg.action == "watched"
     # the fakes: listwise names every candidate; nir's step 3 names the last 3 of the 4 shown
     golden = {"listwise": ("bottom", 0.0), "nir": ("bottom", 0.25), "verbalizer": ("n/a", 0.0),
-              "pointwise": ("n/a", 0.0)}
+              "pointwise": ("n/a", 0.0), "yesno": ("n/a", 0.0)}
     assert (rep["unnamed_rule"], rep["unnamed_share"]) == golden[name]
 
 

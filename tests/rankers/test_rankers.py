@@ -5,6 +5,8 @@ chained steps and reusable summaries."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,52 @@ def test_generation_stats_count_cached_answers():
 
     r = make_ranker("listwise", Cached()).rank(USERS[:1], BATCH[:1])[0]
     assert r.stats.cached == 1 and r.stats.prompt_tokens > 0 and r.stats.completion_tokens > 0
+
+
+# ---- template options (verbalizer / pointwise / yesno): held-out templates after LLM tuning -----------------
+def test_rankers_take_any_template_of_the_right_shape_and_refuse_others():
+    from llmrec.errors import ConfigError
+    from llmrec.rankers import make_ranker
+
+    fake = FakeBackend()
+    assert make_ranker("verbalizer", fake, {"template": "p5/direct/choose-letter"}).cfg.template == "p5/direct/choose-letter"
+    assert make_ranker("pointwise", fake, {"template": "p5/sequential/wonder-next"}).cfg.template
+    assert make_ranker("yesno", fake, {"template": "p5/yesno/would-enjoy"}).cfg.template
+    with pytest.raises(ConfigError, match="expects a 'item' answer"):
+        make_ranker("verbalizer", fake, {"template": "p5/direct/choose-one"})
+    with pytest.raises(ConfigError, match="lacks the variable"):
+        make_ranker("yesno", fake, {"template": "rank/next_title"})
+    with pytest.raises(ConfigError, match="no-such"):
+        make_ranker("pointwise", fake, {"template": "rank/no-such"})
+
+
+def test_verbalizer_renders_the_chosen_template():
+    from llmrec.rankers import make_ranker
+
+    fake = FakeBackend()
+    r = make_ranker("verbalizer", fake, {"template": "p5/direct/choose-letter", "item_kind": "movie"})
+    res = r.rank([UserContext(1, ("Heat (1995)", "Alien (1979)"))], [["Babe (1995)", "Casablanca (1942)"]])[0]
+    text = prompt_text(res.prompts[0])
+    assert "Reply with the letter of the best choice." in text and "A. Babe (1995)" in text
+    assert "Heat (1995), Alien (1979)" in text  # the held-out template lists the history with commas
+
+
+def test_yesno_scores_are_the_log_odds_of_yes_one_prompt_per_candidate():
+    from llmrec.llm.base import LabelScores
+    from llmrec.rankers import make_ranker
+
+    class YesNoBackend(FakeBackend):
+        def score_labels(self, prompts, labels, on_result=None):
+            assert list(labels) == ["Yes", "No"]
+            self.seen = list(prompts)
+            out = []
+            for p in prompts:  # "Babe" is liked: p(Yes) = 0.8; anything else 0.3; p(No) = 0.1
+                yes = 0.8 if "Babe" in prompt_text(p) else 0.3
+                out.append(LabelScores(list(labels), [math.log(yes), math.log(0.1)], 10, 0.0))
+            return out
+
+    b = YesNoBackend()
+    r = make_ranker("yesno", b, {"bootstrap": 3})
+    res = r.rank([UserContext(1, ("Heat (1995)",))], [["Casablanca (1942)", "Babe (1995)"]])[0]
+    assert len(b.seen) == 2  # one prompt per candidate; bootstrap adds nothing (order cannot matter)
+    assert res.scores.tolist() == pytest.approx([math.log(3.0), math.log(8.0)])

@@ -19,6 +19,7 @@ OPTIONS = {
     "listwise": {"max_tokens": 24},
     "verbalizer": {"bootstrap": 2},
     "pointwise": {},
+    "yesno": {},
 }
 
 
@@ -54,7 +55,7 @@ def test_ranker_runs_on_a_real_model(name, real_backend, nir_tiny):
         assert all(isinstance(o, str) for r in sc.last_results for o in r.outputs)
 
 
-@pytest.mark.parametrize("name", ["verbalizer", "pointwise", "listwise"])
+@pytest.mark.parametrize("name", ["verbalizer", "pointwise", "listwise", "yesno"])
 def test_deterministic_at_temperature_zero(name, real_backend, nir_tiny):
     a, _ = run(name, real_backend, nir_tiny, n_users=2)
     b, _ = run(name, real_backend, nir_tiny, n_users=2)
