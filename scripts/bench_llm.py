@@ -8,7 +8,11 @@ Protocol (written into the results):
   titles of the history; falls back to the test fixture user when the data is absent.
   generate: `p5/sequential/history-next`, greedy, max_tokens 32 (every prompt decodes up to 32 tokens).
   score_labels: `rank/verbalizer` with the user's target among 20 candidates (the next 19 users' targets),
-  labels A..T read from one next-token distribution (no generation).
+  labels A..T read from one next-token distribution (no generation). On the server two paths: `score_labels`
+  is the one the rankers use (the next token's top-256 log-probs in one request: `llmrec serve-llm` starts
+  vLLM with --max-logprobs 256, so every label is in them); `score_labels (prompt-logprobs)` forces the exact
+  fallback for labels outside the top-k (top_logprobs=1: each label appended to the prompt and read through
+  vLLM's prompt_logprobs, a slow path on CPU).
 - concurrency: hf = batch size (1 or 8 prompts per forward); server = requests in flight (1 or 8).
 - cold: a fresh response cache, every prompt goes to the model; warm: the same run again, answered from the
   SQLite cache. tokens/s = (prompt + completion tokens) / wall s; gen tok/s = completion tokens / wall s.
@@ -99,16 +103,19 @@ def run_cell(backend: Any, kind: str, prompts: list, cache: ResponseCache) -> di
     }
 
 
-def bench_backend(label: str, make: Any, gen: list, ver: list) -> list[dict[str, Any]]:
+def bench_backend(label: str, make: Any, gen: list, ver: list, make_exact: Any = None) -> list[dict[str, Any]]:
     rows = []
     for conc in (1, 8):
         backend = make(conc)
         backend.generate(gen[:1], GenerationParams(max_tokens=4))  # warm-up (first-call overheads)
-        for kind, prompts in (("generate", gen), ("score_labels", ver)):
+        kinds: list[tuple[str, list, Any]] = [("generate", gen, backend), ("score_labels", ver, backend)]
+        if make_exact is not None:
+            kinds.append(("score_labels (prompt-logprobs)", ver, make_exact(conc)))
+        for kind, prompts, b in kinds:
             with tempfile.TemporaryDirectory() as tmp:
                 cache = ResponseCache(Path(tmp) / "cache.sqlite")
                 for state in ("cold", "warm"):
-                    r = run_cell(backend, kind, prompts, cache)
+                    r = run_cell(b, kind, prompts, cache)
                     r.update(backend=label, kind=kind, concurrency=conc, cache=state)
                     rows.append(r)
                     print(
@@ -149,6 +156,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),  # other work on the cores while this ran
     }
 
 
@@ -160,7 +168,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"Measured {res['date']} with `{res['command']}`.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, AVX-512 {m['avx512']}, GPU {m['gpu']}; torch {m['torch']} "
-        f"({m['hf_threads'] or m['torch_threads']} threads for hf:); vLLM server: {res.get('server', {}).get('version', 'not run')}.",
+        f"({m['hf_threads'] or m['torch_threads']} threads for hf:); vLLM server: {res.get('server', {}).get('version', 'not run')}."
+        + (f" Load average at the end: {m['load_avg_1min']} on {m['cores']} cores"
+           + (" (other jobs shared the cores: the rates are lower bounds)." if m["load_avg_1min"] > m["cores"] else ".")
+           if "load_avg_1min" in m else ""),
         f"Model: {res['model']}. Prompts: {res['prompts']}.",
         "",
         "Protocol:",
@@ -217,7 +228,8 @@ def main() -> int:
                 server_info["version"] = "unknown"
             server_info["url"] = url
             rows += bench_backend(
-                "vllm", lambda c: make_backend(f"openai:{url}", concurrency=c, timeout_s=300), gen, ver
+                "vllm", lambda c: make_backend(f"openai:{url}", concurrency=c, timeout_s=300), gen, ver,
+                make_exact=lambda c: make_backend(f"openai:{url}", concurrency=c, timeout_s=300, top_logprobs=1),
             )
         except BackendError as e:
             notes.append(f"vLLM server not benchmarked: {e}".splitlines()[0])
