@@ -31,7 +31,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/llmrec demo
 
+# The layering contract first (pyproject.toml [tool.importlinter]; seconds), then the suite.
 test: install
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
 lint: install

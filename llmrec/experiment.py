@@ -1,6 +1,9 @@
 """Experiments as config: preparation steps (training runs), then tables of methods evaluated on one candidate
 protocol each and compared (`llmrec experiment CONFIG.yaml`).
 
+A preparation step is an `llmrec …` command line, run as its own process (`python -m llmrec …`, like a Makefile
+recipe); the tables call the library (`llmrec.pipelines.evaluate.run_evaluation`).
+
 Everything is resumable: a preparation step is skipped when what it creates exists (and the training commands
 resume their own interrupted runs); a method whose run folder holds metrics for the same evaluation config is
 not evaluated again; LLM answers come from the response cache on a rerun.
@@ -9,6 +12,7 @@ not evaluated again; LLM answers come from the response cache on a rerun.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +25,8 @@ from llmrec.errors import LLMRecError
 
 @dataclass
 class StepConfig:
-    """One `llmrec …` command run before the tables (e.g. training SASRec); skipped when `creates` exists."""
+    """One `llmrec …` command run before the tables (e.g. training SASRec), in its own process; skipped when
+    `creates` exists."""
 
     name: str = ""
     args: list[str] = field(default_factory=list)
@@ -73,10 +78,9 @@ def _say(msg: str) -> None:
 
 def run_experiment(cfg: ExperimentConfig, data_dir: str | None = None, only: list[str] | None = None,
                    config_path: str | None = None) -> dict[str, Any]:
-    from llmrec.cli import main as cli_main
-    from llmrec.commands.evaluate import EvaluateConfig, run_evaluation
     from llmrec.data.canonical import DataConfig
     from llmrec.evaluation.compare import compare_runs, to_markdown, write_report
+    from llmrec.pipelines.evaluate import EvaluateConfig, run_evaluation
 
     results = Path(cfg.results_dir)
     results.mkdir(parents=True, exist_ok=True)
@@ -88,7 +92,7 @@ def run_experiment(cfg: ExperimentConfig, data_dir: str | None = None, only: lis
             continue
         _say(f"prepare {step.name}: llmrec {' '.join(step.args)}")
         t = time.perf_counter()
-        code = cli_main(list(step.args) + (["--data-dir", data_dir] if data_dir else []))
+        code = run_command(list(step.args) + (["--data-dir", data_dir] if data_dir else []))
         timings[f"prepare:{step.name}"] = round(time.perf_counter() - t, 1)
         if code != 0 or not Path(step.creates).exists():
             raise LLMRecError(f"prepare step {step.name!r} failed (exit {code}; {step.creates} not created)")
@@ -124,6 +128,13 @@ def run_experiment(cfg: ExperimentConfig, data_dir: str | None = None, only: lis
 
     atomic_write_json(results / "summary.json", {"config": to_dict(cfg), "source": config_path, **summary})
     return summary
+
+
+def run_command(argv: list[str]) -> int:
+    """`llmrec ARGV…` in a child process with this Python (its output goes where ours goes); its exit code."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return subprocess.run([sys.executable, "-m", "llmrec", *argv], check=False).returncode
 
 
 def load_experiment(path: str, overrides: list[str] | None = None) -> ExperimentConfig:

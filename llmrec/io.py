@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda p: p.write_bytes(data))
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
@@ -54,16 +50,23 @@ def update_json(path: str | Path, update: Callable[[Any], Any], default: Any = N
     and returns the new one, which is written atomically. Returns what was written. Writers that read once at
     start and write their whole view at the end drop each other's rows; this cannot."""
     path = Path(path)
+    with file_lock(path.with_name(path.name + ".lock")):
+        current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+        new = update(current)
+        atomic_write_json(path, new)
+        return new
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive lock across processes on the file `path` (created if absent, left in place), held for the
+    `with` block: `filelock.FileLock`, which takes an flock(2) lock on Unix."""
+    from filelock import FileLock
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
-            new = update(current)
-            atomic_write_json(path, new)
-            return new
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
 
 
 def _json_default(o: Any) -> Any:

@@ -50,6 +50,15 @@ class ItemCatalog:
         return [self.title(int(i)) for i in np.asarray(items).reshape(-1)]
 
 
+@dataclass(frozen=True)
+class Domain:
+    """The words prompts use for a data set's items and what users did with them (`{item_kind}`, `{action}` in
+    prompts/); a registered data set declares its own in its `DatasetSpec`, any other gets these generic ones."""
+
+    item_kind: str = "item"
+    action: str = "interacted with"
+
+
 @dataclass
 class Dataset:
     """A loaded data set in canonical form.
@@ -58,6 +67,7 @@ class Dataset:
         the source has no time) and `rating` (float32, NaN when absent), sorted by user, then time, then the
         order of the source rows (a stable order for equal timestamps).
     items: the item catalog (1..N). users: user attributes indexed by internal user id, or None.
+    domain: the prompt words for its items ("movie", "watched"), from the registered data set's spec.
     """
 
     name: str
@@ -68,6 +78,7 @@ class Dataset:
     users: pd.DataFrame | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    domain: Domain = field(default_factory=Domain)
 
     @property
     def n_users(self) -> int:

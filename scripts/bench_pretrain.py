@@ -22,7 +22,6 @@ users' values, never those of the users the attribute columns are scored on.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import statistics
 import sys
@@ -75,12 +74,10 @@ def bench_lock(enabled: bool):
     if not enabled:
         yield
         return
-    with open(LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    from llmrec.io import file_lock
+
+    with file_lock(LOCK):
+        yield
 
 
 def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, objective: str | None, seed: int,
@@ -90,9 +87,9 @@ def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, obje
     import torch
 
     from llmrec.models import build_model
+    from llmrec.models.checkpoint import load_model
     from llmrec.training import ObjectiveSpec, StageConfig, TrainConfig, train
     from llmrec.training.attributes import AttributeConfig, finetune_attribute
-    from llmrec.training.checkpoint import load_model
 
     tag = f"{ds_name}-{model_name}-{objective or 'none'}-s{seed}"
     options = dict(settings["model_options"][model_name])
@@ -155,8 +152,8 @@ def save_test_ranks(dataset, split, run_dir: Path, path: Path, test: dict) -> No
 
     from llmrec.data.candidates import make_candidates
     from llmrec.evaluation import evaluate
+    from llmrec.models.checkpoint import load_model
     from llmrec.scorers.id_model import IDModelScorer
-    from llmrec.training.checkpoint import load_model
 
     model, _ = load_model(run_dir)
     cands = make_candidates(dataset, split, "full", "test", 0)
@@ -175,7 +172,8 @@ def paired_vs_none(ds: str, model: str, pre: str, seeds_pre: list[int], seeds_no
     averaged over the seeds both have ranks for."""
     import numpy as np
 
-    from llmrec.evaluation.compare import paired_tests, per_user_metric
+    from llmrec.evaluation.compare import paired_tests
+    from llmrec.evaluation.metrics import per_user_metric
 
     seeds = [s for s in seeds_pre if s in seeds_none
              and ranks_path(ds, model, pre, s).is_file() and ranks_path(ds, model, "none", s).is_file()]

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -59,7 +58,11 @@ from llmrec.data import leave_one_out, load_dataset  # noqa: E402
 from llmrec.data.candidates import make_candidates  # noqa: E402
 from llmrec.evaluation import evaluate  # noqa: E402
 from llmrec.evaluation.report import machine_info  # noqa: E402
-from llmrec.io import atomic_write_json, atomic_write_text  # noqa: E402
+from llmrec.io import (  # noqa: E402
+    atomic_write_json,
+    atomic_write_text,
+    file_lock,  # noqa: E402
+)
 from llmrec.parsing import named_anywhere  # noqa: E402
 from llmrec.rankers.nir import step3_answers  # noqa: E402
 from llmrec.scorers import ScorerContext, build_scorer  # noqa: E402
@@ -75,6 +78,7 @@ RANKERS = ["verbalizer", "pointwise", "listwise", "nir"]
 GENERATIVE = {"listwise", "nir"}
 BASELINES = ["random", "pop", "itemknn"]
 STAGES = ["nir", "timing", "sampled", "uf"]  # in order of priority
+ONLY_RANKERS: set[str] = set()  # --rankers: a subset of RANKERS (empty = all)
 RULES = ("bottom", "fill")  # nir stage: generative rows under both rules for never-named candidates
 ANYWHERE = "named anywhere"  # the NIR paper's hit rule (HR only)
 MAX_USERS = 0  # --max-users: a seeded sample of the nir stage's 170 users (a smoke run); 0 = all
@@ -86,9 +90,9 @@ class Shared:
     """One model in memory for every row: the raw backend (timing) and the cached one (everything else)."""
 
     def __init__(self) -> None:
+        from llmrec.io import cache_dir
         from llmrec.llm import make_backend
         from llmrec.llm.cache import CachedBackend, ResponseCache
-        from llmrec.llm.models import cache_dir
 
         self.raw = make_backend(LLM, batch_size=16, num_threads=1)
         self.cached = CachedBackend(self.raw, ResponseCache(RESPONSE_CACHE or cache_dir() / "llm-responses.sqlite"))
@@ -153,12 +157,8 @@ def bench_lock() -> Iterator[None]:
     if not ROW_LOCK:
         yield
         return
-    with open(LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(LOCK):
+        yield
 
 
 def run_row(stage: str, ds: Any, split: Any, cands: CandidateSet, scorer: Any, name: str, users_note: str,
@@ -290,6 +290,8 @@ def stage_nir(sh: Shared) -> list[dict[str, Any]]:
     for b in BASELINES:
         rows.append(run_row("nir", ds, split, cands, build_scorer(b, ScorerContext(seed=SEED)), b, note))
     for r in RANKERS:
+        if ONLY_RANKERS and r not in ONLY_RANKERS:
+            continue
         if r not in GENERATIVE:
             rows.append(run_row("nir", ds, split, cands, llm_scorer(r, sh.cached, "raw"), label(r, {}), note))
             continue
@@ -302,6 +304,8 @@ def stage_nir(sh: Shared) -> list[dict[str, Any]]:
                 rows.append(named_anywhere_row("nir", ds, cands, sc.answers, sc.inner.titles,
                                                label(r, {}) + " (named anywhere)", note))
     for r in ("verbalizer", "pointwise"):
+        if ONLY_RANKERS and r not in ONLY_RANKERS:
+            continue
         rows.append(run_row("nir", ds, split, cands, llm_scorer(r, sh.cached, "raw", bootstrap=3),
                             label(r, {"bootstrap": 3}), note))
     return rows
@@ -338,13 +342,20 @@ def stage_sampled(sh: Shared, sample: int,
         rows.append(run_row("sampled", ds, split, cands, scorer, b, "all"))
         rows.append(run_row("sampled", ds, split, small, scorer, b, f"sample {sample}"))
     for r in RANKERS:
+        if ONLY_RANKERS and r not in ONLY_RANKERS:
+            continue
         if r not in GENERATIVE and r in rank_all:
             rows.append(run_row("sampled", ds, split, cands, llm_scorer(r, sh.cached, "natural"), label(r, {}), "all"))
             rows.append(run_row("sampled", ds, split, small, llm_scorer(r, sh.cached, "natural"), label(r, {}),
                                 f"sample {sample}"))
-        else:
+        elif r not in GENERATIVE:
             rows.append(run_row("sampled", ds, split, small, llm_scorer(r, sh.cached, "natural"), label(r, {}),
                                 f"sample {sample}"))
+        else:  # the same answers under both rules (the second from the response cache)
+            for rule in RULES:
+                opts = {} if rule == "bottom" else {"unnamed": rule}
+                rows.append(run_row("sampled", ds, split, small, llm_scorer(r, sh.cached, "natural", unnamed=rule),
+                                    label(r, opts), f"sample {sample}"))
     return rows
 
 
@@ -519,7 +530,7 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    global ROW_LOCK, OUT, MAX_USERS, RESPONSE_CACHE
+    global ROW_LOCK, OUT, MAX_USERS, RESPONSE_CACHE, ONLY_RANKERS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stages", nargs="+", default=None, choices=STAGES,
                     help="stages to run in this process (default: all, nir/uf/sampled in parallel workers)")
@@ -534,7 +545,13 @@ def main() -> int:
     ap.add_argument("--out", default=None, help=f"write STEM.json and STEM.md (default {OUT.relative_to(ROOT)})")
     ap.add_argument("--response-cache", default=None,
                     help="SQLite file of the LLM response cache (default: <llmrec cache>/llm-responses.sqlite)")
+    ap.add_argument("--rankers", default="",
+                    help="nir / sampled stages: only these LLM rankers (comma-separated, e.g. listwise,nir); the stage's other "
+                         "LLM rows are kept from the existing JSON")
     args = ap.parse_args()
+    ONLY_RANKERS = {x for x in args.rankers.split(",") if x}
+    if ONLY_RANKERS - set(RANKERS):
+        ap.error(f"--rankers: unknown {sorted(ONLY_RANKERS - set(RANKERS))}; choose from {RANKERS}")
     if args.max_users and args.out is None:
         ap.error("--max-users writes a partial table: give --out (the committed tables are never overwritten)")
     ROW_LOCK = args.row_lock
@@ -566,11 +583,9 @@ def main() -> int:
 def write(new_rows: list[dict[str, Any]], minutes: dict[str, float]) -> None:
     """Merge this process's stages into the results on disk (other workers may write theirs meanwhile)."""
     path = OUT.with_suffix(".json")
-    with open("/tmp/llmrec-bench-rankers-results.lock", "a") as lk:
-        fcntl.flock(lk, fcntl.LOCK_EX)
+    with file_lock("/tmp/llmrec-bench-rankers-results.lock"):
         old = json.loads(path.read_text()) if path.exists() else {"rows": []}
         _write(old, new_rows, minutes)
-        fcntl.flock(lk, fcntl.LOCK_UN)
 
 
 def _write(old: dict[str, Any], new_rows: list[dict[str, Any]], minutes: dict[str, float]) -> None:
@@ -588,7 +603,11 @@ def _write(old: dict[str, Any], new_rows: list[dict[str, Any]], minutes: dict[st
         if r.get("s_per_user") is None and prev is not None and prev.get("s_per_user") is not None:
             r["s_per_user"] = prev["s_per_user"]
     done = {r["stage"] for r in new_rows}
-    rows = [r for r in old["rows"] if r["stage"] not in done] + new_rows
+    if ONLY_RANKERS:  # a partial stage: replace only the rows it recomputed
+        fresh = {key(r) for r in new_rows}
+        rows = [r for r in old["rows"] if key(r) not in fresh] + new_rows
+    else:
+        rows = [r for r in old["rows"] if r["stage"] not in done] + new_rows
     rows.sort(key=lambda r: STAGES.index(r["stage"]))
     res = {
         "title": "Zero-shot LLM rankers on ML-100K",

@@ -40,8 +40,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from llmrec.data.sources import cache_dir  # noqa: E402
-from llmrec.io import atomic_write_text, update_json  # noqa: E402
+from llmrec.io import atomic_write_text, cache_dir, update_json  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results" / "text_encoders.json"
 ADAPTER = "adapters/ml-100k-minilm-lora"

@@ -249,7 +249,7 @@ def test_sequence_file_line_numbers_ignore_unicode_line_breaks(capsys, tmp_path)
 # ---- run:DIR -----------------------------------------------------------------------------------------------
 def test_run_scorer_refuses_another_data_set_with_the_same_catalogue(capsys, fixtures, tmp_path, tmp_cache):
     from llmrec.models import build_model
-    from llmrec.training.checkpoint import save_model
+    from llmrec.models.checkpoint import save_model
 
     ds = load_dataset("ml-100k", fixtures)
     split = leave_one_out(ds)

@@ -49,7 +49,7 @@ def test_shipped_config_validates(path: Path) -> None:
         for hybrid in {m.scorer.split(":", 1)[1] for t in cfg.tables for m in t.methods if m.scorer.startswith("hybrid:")}:
             assert (ROOT / hybrid).is_file(), f"{path} names {hybrid}, which is not in the repository"
     elif kind == "llm":
-        from llmrec.commands.evaluate import EvaluateConfig
+        from llmrec.pipelines.evaluate import EvaluateConfig
 
         cfg = from_dict(EvaluateConfig, read_yaml(path), str(path))
         assert cfg.scorer.startswith("llm:")

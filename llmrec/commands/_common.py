@@ -1,9 +1,12 @@
-"""Arguments shared by several subcommands (data folder, config file, --set overrides, output)."""
+"""Arguments and output shared by several subcommands (data folder, config file, --set overrides, run results)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable
+from typing import Any
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -44,3 +47,19 @@ def int_at_least(minimum: int, note: str = "") -> Callable[[str], int]:
 
 
 seed_arg = int_at_least(0)
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    """A training run's result.json: the whole JSON, or one line (best validation, test HR/NDCG@10)."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    test = result.get("test") or {}
+    best = result.get("best_valid_NDCG@10")
+    parts = [f"run {result.get('run_dir')}"]
+    if best is not None:
+        parts.append(f"best valid NDCG@10 {best:.4f}")
+    if test:
+        parts.append("test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.startswith(("HR@10", "NDCG@10"))))
+    print("; ".join(parts))
+    print(f"llmrec: wrote {result.get('run_dir')}/result.json", file=sys.stderr)

@@ -44,15 +44,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from llmrec.cli import main as cli_main
+    from llmrec.commands._common import print_result
     from llmrec.data import leave_one_out, load_dataset
     from llmrec.data.candidates import make_candidates
-    from llmrec.data.sources import cache_dir
     from llmrec.errors import LLMRecError
     from llmrec.evaluation import evaluate
+    from llmrec.io import cache_dir
     from llmrec.parsing import display_title
     from llmrec.scorers import ScorerContext
     from llmrec.scorers.hybrid import ComponentConfig, HybridConfig, HybridScorer, RerankConfig
+    from llmrec.training import TrainConfig, train
+    from llmrec.training.loop import stages_from_objectives
     from llmrec.types import ScoreBatch
 
     hf_logging.disable_progress_bar()  # model-loading bars would bury the demo's output
@@ -69,12 +71,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir = cache_dir() / "demo" / f"{ds.name}-{split.hash}-sasrec-e{args.epochs}"
     if not (run_dir / "result.json").is_file():
         _say(f"training SASRec for {args.epochs} epochs (once; cached in {run_dir})")
-        argv = ["pretrain", "--dataset", args.dataset, "--model", "sasrec", "--objective", "next_item",
-                "--epochs", str(args.epochs), "--out", str(run_dir), "--set", "model_options.dropout=0.2"]
-        if args.data_dir:
-            argv += ["--data-dir", args.data_dir]
-        if cli_main(argv) != 0:
-            raise LLMRecError("demo: SASRec training failed")
+        # what `llmrec pretrain --model sasrec --objective next_item --set model_options.dropout=0.2` runs
+        cfg = TrainConfig(dataset=args.dataset, model="sasrec", stages=stages_from_objectives("next_item", args.epochs),
+                          model_options={"dropout": 0.2})
+        print_result(train(cfg, run_dir, ds, split).to_dict(), as_json=False)
 
     # 2. the hybrid: weights chosen on validation, LLM re-ranking of the top N
     use_llm = not args.no_llm and args.rerank > 0
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from llmrec.rankers import UserContext, make_ranker
 
         backend = hybrid.reranker.backend if hybrid.reranker is not None else make_backend(args.llm, cache=True)
-        nir = make_ranker("nir", backend, {"item_kind": "movie", "action": "watched"})
+        nir = make_ranker("nir", backend, {"item_kind": ds.domain.item_kind, "action": ds.domain.action})
         cands = [titles[i] for i in order]
         summary = nir.summarise([UserContext(u, tuple(titles[i] for i in hist[0] if i > 0))], [cands])[0]
 

@@ -21,13 +21,14 @@ from typing import Any
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
+    from llmrec.training.attributes import TASKS
 
     p = sub.add_parser(
         "finetune", help="fine-tune a trained encoder (next-item or user attributes)", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run", required=True, help="run folder of the pre-trained encoder")
-    p.add_argument("--task", required=True, choices=["next-item", "gender", "age", "occupation"])
+    p.add_argument("--task", required=True, choices=["next-item", *TASKS])
     p.add_argument("--out", required=True, help="run folder of the fine-tuned model")
     p.add_argument("--dataset", help="data set to fine-tune on (default: the one the encoder was trained on)")
     p.add_argument("--epochs", type=int_at_least(1), help="maximum epochs (early stopping on the validation metric)")
@@ -41,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmrec.training.checkpoint import read_model_info
+    from llmrec.models.checkpoint import read_model_info
 
     info = read_model_info(args.run)
     dataset = args.dataset or info.get("dataset_spec") or info.get("dataset")
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _next_item(args: argparse.Namespace, info: dict[str, Any], dataset: str, progress) -> dict[str, Any]:
-    from llmrec.commands.pretrain import print_result
+    from llmrec.commands._common import print_result
     from llmrec.config import apply_overrides, from_dict, read_yaml, to_dict
-    from llmrec.training.loop import TrainConfig, stages_from_objectives, train
+    from llmrec.training.loop import TrainConfig, stages_from_objectives, supervised_objective, train
 
-    objective = "masked_item" if info["model"] == "bert4rec" else "next_item"
+    objective = supervised_objective(info["model"])
     data: dict[str, Any] = {"dataset": dataset, "model": info["model"], "init_from": str(args.run)}
     if args.seed is not None:
         data["seed"] = args.seed
@@ -80,8 +81,8 @@ def _next_item(args: argparse.Namespace, info: dict[str, Any], dataset: str, pro
 
 def _attribute(args: argparse.Namespace, info: dict[str, Any], dataset: str, progress) -> dict[str, Any]:
     from llmrec.config import load_config
+    from llmrec.models.checkpoint import check_compatible, load_model
     from llmrec.training.attributes import AttributeConfig, finetune_attribute
-    from llmrec.training.checkpoint import check_compatible, load_model
     from llmrec.training.loop import load_data
 
     base: dict[str, Any] = {"task": args.task}

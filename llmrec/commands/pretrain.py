@@ -16,20 +16,19 @@ result.json; rerunning an interrupted command resumes it.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from llmrec.commands._common import add_config_args, add_data_args, int_at_least, seed_arg
+    from llmrec.models import MODELS
 
     p = sub.add_parser(
         "pretrain", help="train / pre-train an ID user model with objectives", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dataset", help="registered name or path")
-    p.add_argument("--model", choices=["sasrec", "bert4rec"], help="encoder (default sasrec)")
+    p.add_argument("--model", choices=MODELS.names(), help="encoder (default sasrec)")
     p.add_argument("--objective", help="NAME[,NAME…] (NAME:WEIGHT to weight); default: the model's next-item objective")
     p.add_argument("--epochs", type=int_at_least(1), help="epochs of the stage (an upper bound when it early-stops)")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
@@ -45,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace) -> Any:
     from llmrec.config import apply_overrides, from_dict, read_yaml, to_dict
     from llmrec.errors import ConfigError
-    from llmrec.training.loop import TrainConfig, stages_from_objectives
+    from llmrec.training.loop import TrainConfig, stages_from_objectives, supervised_objective
 
     data: dict[str, Any] = {}
     for key in ("dataset", "model", "seed"):
@@ -56,10 +55,7 @@ def build_config(args: argparse.Namespace) -> Any:
         data = {**data, **read_yaml(args.config)}
         where = str(args.config)
     if args.objective or "stages" not in data:
-        if args.objective:
-            names = args.objective
-        else:
-            names = "masked_item" if data.get("model") == "bert4rec" else "next_item"
+        names = args.objective or supervised_objective(data.get("model") or "sasrec")
         data["stages"] = [to_dict(s) for s in stages_from_objectives(names, args.epochs, args.lr)]
     elif args.epochs is not None or args.lr is not None:
         for st in data["stages"]:
@@ -74,24 +70,10 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llmrec.commands._common import print_result
     from llmrec.training.loop import train
 
     cfg = build_config(args)
     result = train(cfg, args.out, data_dir=args.data_dir, progress=False if args.no_progress else None)
     print_result(result.to_dict(), args.json)
     return 0
-
-
-def print_result(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    test = result.get("test") or {}
-    best = result.get("best_valid_NDCG@10")
-    parts = [f"run {result.get('run_dir')}"]
-    if best is not None:
-        parts.append(f"best valid NDCG@10 {best:.4f}")
-    if test:
-        parts.append("test " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.startswith(("HR@10", "NDCG@10"))))
-    print("; ".join(parts))
-    print(f"llmrec: wrote {result.get('run_dir')}/result.json", file=sys.stderr)

@@ -21,8 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec.data.readers import read_lines, require_file
-from llmrec.data.sources import cache_dir
 from llmrec.errors import CacheError, DataError, UnknownNameError
+from llmrec.io import cache_dir
 from llmrec.types import CandidateSet, Dataset, Phase, Split, _ranges, pad_left
 
 PROTOCOLS = ["full", "sampled:N", "sampled:N:pop", "candidates:FILE", "nir", "nir-uf:N", "nir-if:N"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec.errors import ConfigError, DataError
-from llmrec.types import Dataset, ItemCatalog
+from llmrec.types import Dataset, Domain, ItemCatalog
 
 
 @dataclass
@@ -67,7 +67,9 @@ def _sorted_index(values: pd.Series) -> pd.Index:
         return pd.Index(sorted(uniq, key=str))
 
 
-def build_dataset(name: str, raw: RawData, cfg: DataConfig | None = None, source: str = "") -> Dataset:
+def build_dataset(
+    name: str, raw: RawData, cfg: DataConfig | None = None, source: str = "", domain: Domain | None = None
+) -> Dataset:
     cfg = cfg or DataConfig()
     frame = raw.interactions.reset_index(drop=True)
     frame = frame.assign(order=np.arange(len(frame), dtype=np.int64))
@@ -124,4 +126,5 @@ def build_dataset(name: str, raw: RawData, cfg: DataConfig | None = None, source
         users=user_frame,
         source=source,
         meta=meta,
+        domain=domain or Domain(),
     )

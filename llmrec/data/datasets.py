@@ -1,7 +1,8 @@
 """Registered data sets and `load_dataset(name_or_path)`: a registered name, or a path in a generic format.
 
 A registered data set is one `DatasetSpec`: the sub-folder it lives in under a data root, the files that
-must be there, how to load them and (where the originals are public) how to download them with checksums.
+must be there, how to load them, (where the originals are public) how to download them with checksums, and
+the words LLM prompts use for its items (`Domain`: movies watched; generic items otherwise).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from pathlib import Path
 from llmrec.data import amazon, movielens, nir
 from llmrec.data.canonical import DataConfig, RawData, build_dataset
 from llmrec.data.formats import detect_format, load_folder, load_sequence_path
-from llmrec.data.sources import RemoteFile, cache_dir, data_roots, download, extract_zip
+from llmrec.data.sources import RemoteFile, data_roots, download, extract_zip
 from llmrec.errors import DataError, UnknownNameError
-from llmrec.io import sha256_file
+from llmrec.io import cache_dir, sha256_file
 from llmrec.registry import Registry
-from llmrec.types import Dataset
+from llmrec.types import Dataset, Domain
 
 
 @dataclass
@@ -33,6 +34,7 @@ class DatasetSpec:
     terms: str
     fetch: Callable[[Path], None] | None = None  # fills <cache>/data/<folder>
     extra: dict = field(default_factory=dict)
+    domain: Domain = field(default_factory=Domain)  # the words LLM prompts use for its items
 
 
 DATASETS: Registry[DatasetSpec] = Registry("data set")
@@ -53,6 +55,7 @@ def _fetch_files(files: dict[str, RemoteFile], folder: Path) -> None:
 
 
 _ML_TERMS = "GroupLens terms: research use only, no redistribution; cite Harper & Konstan, TiiS 2015."
+_MOVIES = Domain(item_kind="movie", action="watched")
 _AMZ_TERMS = "Amazon review data (McAuley lab), research use; cite He & McAuley WWW 2016 and Zhou et al. CIKM 2020."
 
 DATASETS.add(
@@ -62,7 +65,7 @@ DATASETS.add(
         lambda folder, root: movielens.load_ml100k(folder),
         "MovieLens-100K: 943 users, 1,682 movies, 100,000 ratings (titles, genres, user attributes)",
         "F. M. Harper and J. A. Konstan. The MovieLens Datasets: History and Context. TiiS 5(4), 2015.",
-        _ML_TERMS, fetch=_fetch_ml100k,
+        _ML_TERMS, fetch=_fetch_ml100k, domain=_MOVIES,
     ),
 )
 for _name, _s3 in (("beauty", "Beauty"), ("sports", "Sports_and_Outdoors"), ("toys", "Toys_and_Games")):
@@ -85,7 +88,7 @@ DATASETS.add(
         "NIR's ML-100K inputs: 943 title sequences (≤50 + target) and the 170 published 19-candidate sets",
         "L. Wang and E.-P. Lim. Zero-Shot Next-Item Recommendation using Large Pretrained Language Models. 2023.",
         _ML_TERMS + " The NIR repository has no license file.",
-        fetch=lambda root: _fetch_files(nir.NIR_FILES, root / "nir-ml-100k"),
+        fetch=lambda root: _fetch_files(nir.NIR_FILES, root / "nir-ml-100k"), domain=_MOVIES,
     ),
 )
 
@@ -116,7 +119,7 @@ def load_dataset(
         spec = DATASETS.get(name)
         folder, root = locate(spec, data_dir)
         raw = spec.load(folder, root)
-        return build_dataset(name, raw, cfg, source=str(folder))
+        return build_dataset(name, raw, cfg, source=str(folder), domain=spec.domain)
     path = Path(name).expanduser()
     if path.exists():
         kind = detect_format(path)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.errors import DataError
-from llmrec.io import cache_dir, sha256_file  # cache_dir: the one cache root, also imported from here
+from llmrec.io import cache_dir, sha256_file
 
 
 def checkout_root() -> Path | None:

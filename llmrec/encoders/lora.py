@@ -25,7 +25,6 @@ interrupted and resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -441,9 +440,8 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 def validation_metrics(enc: TextEncoder, dataset: Dataset, split: Split, cfg: LoraTuneConfig) -> dict[str, Any]:
     """HR/NDCG@10 on the validation targets with the zero-shot user encoder over `enc`'s item embeddings."""
-    from llmrec.data.candidates import make_candidates
-    from llmrec.evaluation import evaluate
-    from llmrec.scorers.text_sim import EmbeddingScorer
+    from llmrec.encoders.text_user import EmbeddingScorer
+    from llmrec.evaluation.validate import validate
 
     was_training = enc.st.training
     enc.st.eval()
@@ -452,20 +450,7 @@ def validation_metrics(enc: TextEncoder, dataset: Dataset, split: Split, cfg: Lo
     scorer = EmbeddingScorer(item_emb, decay=cfg.decay)
     out: dict[str, Any] = {}
     for protocol in cfg.eval_protocols:
-        cands = make_candidates(dataset, split, protocol, "valid", cfg.seed)
-        res = evaluate(scorer, dataset, split, cands, ks=(10,), progress=False)
+        res = validate(scorer, dataset, split, "valid", protocol, cfg.seed)
         out[protocol] = {k: round(v, 4) for k, v in res.metrics.items() if k in ("HR@10", "NDCG@10", "MRR")}
         out[protocol]["n_users"] = len(res.per_user)
     return out
-
-
-def config_from_manifest(manifest: dict[str, Any]) -> LoraTuneConfig:
-    """The training config recorded in a manifest (unknown keys from newer versions dropped with a warning)."""
-    raw = dict(manifest.get("config") or {})
-    known = {f.name for f in dataclasses.fields(LoraTuneConfig)}
-    extra = sorted(set(raw) - known)
-    if extra:
-        warnings.warn(f"adapter manifest has unknown config keys {extra}; ignored", stacklevel=2)
-    from llmrec.config import from_dict
-
-    return from_dict(LoraTuneConfig, {k: v for k, v in raw.items() if k in known}, "manifest.config")

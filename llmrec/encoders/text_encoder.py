@@ -289,7 +289,7 @@ def _cache_folder(cache: str | Path | None | bool) -> Path | None:
     if cache is None or cache is False:
         return None
     if cache is True:
-        from llmrec.data.sources import cache_dir
+        from llmrec.io import cache_dir
 
         return cache_dir() / "text-embeddings"
     return Path(cache)

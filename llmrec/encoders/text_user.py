@@ -1,6 +1,8 @@
 """Text-based user encoders over item text embeddings — no item ids, so unseen items can be recommended.
 
 - `recency_mean(item_emb, history, decay)`: the zero-shot user vector, Σ_t decay^age(t) e_t normalised.
+- `EmbeddingScorer`: either user encoder over fixed item embeddings as a Scorer (cosine scores), what the
+  `text:` scorer and the LoRA tuner's validation both rank with.
 - `TextSeqUserModel`: a small causal Transformer over adapted item text embeddings with a UniSRec-style
   adaptor (Hou et al. KDD 2022): parametric whitening x̃ = (x − b)W per expert and a mixture of experts gated
   by softmax(xG), ẽ = Σ_k g_k x̃_k. Items are represented only through the adaptor applied to their (frozen)
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmrec.encoders.contrastive import recency_weights
-from llmrec.types import Split, pad_left
+from llmrec.types import Dataset, ScoreBatch, Split, pad_left
 
 
 def recency_mean(item_emb: torch.Tensor, history: torch.Tensor, decay: float = 0.9) -> torch.Tensor:
@@ -209,3 +211,34 @@ def _concat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     from llmrec.types import _ranges
 
     return _ranges(starts, ends)
+
+
+class EmbeddingScorer:
+    """Scores with fixed item vectors (N+1, H) and a user encoder: the recency mean, or a trained model."""
+
+    name = "text-embedding"
+
+    def __init__(self, item_emb: torch.Tensor, decay: float = 0.9, user_model: TextSeqUserModel | None = None) -> None:
+        self.item_emb = item_emb  # (N+1, D) text embeddings, row 0 zeros
+        self.decay = decay
+        self.user_model = user_model
+        if user_model is not None:
+            with torch.no_grad():
+                self.item_vec = user_model.items(item_emb)  # (N+1, H)
+        else:
+            self.item_vec = item_emb
+
+    def fit(self, dataset: Dataset, split: Split) -> None:  # already fitted by construction
+        pass
+
+    def users(self, history: torch.Tensor) -> torch.Tensor:
+        if self.user_model is None:
+            return recency_mean(self.item_emb, history, self.decay)  # (B, H)
+        return self.user_model.user(history, self.item_emb)  # (B, H)
+
+    @torch.no_grad()
+    def score(self, batch: ScoreBatch) -> torch.Tensor:
+        u = self.users(batch.history)  # (B, H)
+        if batch.candidates is None:
+            return u @ self.item_vec.T  # (B, H) @ (H, N+1) -> (B, N+1)
+        return torch.einsum("bh,bch->bc", u, self.item_vec[batch.candidates])  # (B, C)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec.errors import LLMRecError
+from llmrec.evaluation.metrics import per_user_metric
 from llmrec.io import atomic_write, atomic_write_json, atomic_write_text
 
 N_BOOT = 2000
@@ -67,20 +68,6 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     if "rank" not in per_user.columns or "user" not in per_user.columns:
         raise LLMRecError(f"{ufile}: expected columns user and rank")
     return Run(name or p.name, p, metrics, per_user.sort_values("user").reset_index(drop=True))
-
-
-def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-user values of HR@K, NDCG@K or MRR from 0-based pessimistic ranks (inf = miss)."""
-    r = np.asarray(ranks, dtype=np.float64)
-    if metric == "MRR":
-        return np.where(np.isfinite(r), 1.0 / (r + 1.0), 0.0)
-    kind, _, k = metric.partition("@")
-    if not k.isdigit() or kind not in ("HR", "NDCG"):
-        raise LLMRecError(f"unknown metric {metric!r}; use HR@K, NDCG@K or MRR")
-    hit = r < int(k)
-    if kind == "HR":
-        return hit.astype(np.float64)
-    return np.where(hit, 1.0 / np.log2(np.where(hit, r, 0) + 2.0), 0.0)
 
 
 def bootstrap_ci(values: np.ndarray, seed: int = 0, n_boot: int = N_BOOT, alpha: float = 0.05) -> tuple[float, float]:

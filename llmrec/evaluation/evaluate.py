@@ -21,7 +21,13 @@ import pandas as pd
 import torch
 
 from llmrec.errors import LLMRecError
-from llmrec.evaluation.metrics import metrics_from_ranks, pessimistic_ranks, valid_counts
+from llmrec.evaluation.metrics import (
+    candidate_mask,
+    metrics_from_ranks,
+    pessimistic_ranks,
+    target_columns,
+    valid_counts,
+)
 from llmrec.io import atomic_write, atomic_write_json, atomic_write_text
 from llmrec.types import CandidateSet, Dataset, ScoreBatch, Split
 
@@ -154,16 +160,7 @@ def evaluate(
             if bad.any():
                 n_nonfinite += int(bad.sum())
                 scores = torch.where(bad, torch.full_like(scores, -math.inf), scores)
-            if full:
-                valid = torch.ones(B, n_cols, dtype=torch.bool)
-                valid[:, 0] = False
-                valid.scatter_(1, hist, False)  # the user's history (padding 0 already masked)
-                valid[torch.arange(B), tgt] = True  # never mask the target (repeat consumption)
-                col = tgt.clone()
-            else:
-                valid = cand > 0
-                match = (cand == tgt[:, None]) & valid  # (B, C)
-                col = torch.where(match.any(1), match.float().argmax(1), torch.full_like(tgt, -1))
+            valid, col = target_columns(cand, tgt, candidate_mask(hist, cand, n_cols))  # (B, C), (B,)
             n_target_in += int((col >= 0).sum())
             ranks[s : s + B] = pessimistic_ranks(scores, col, valid).numpy()
             negs[s : s + B] = valid_counts(valid, col).numpy()

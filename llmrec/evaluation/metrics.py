@@ -1,7 +1,10 @@
-"""Ranking and classification metrics — pure functions on tensors/arrays, no I/O.
+"""Ranking and classification metrics — pure functions on tensors/arrays, no I/O. Defined here once, used by
+`evaluate`, `compare`, the hybrid's weight learning and training-time validation.
 
-Ranks are 0-based and pessimistic: a candidate scoring the same as the target is ranked above it, so a
-constant scorer gets rank C-1 (HR@1 = 0). A target missing from its candidate list has rank = inf (a miss).
+Columns: a scorer's (B, C) scores are ranked over `candidate_mask` (never padding; under full ranking never the
+user's history), and the target over `target_columns` (full ranking: its own column unmasked, repeat
+consumption). Ranks are 0-based and pessimistic: a candidate scoring the same as the target is ranked above it,
+so a constant scorer gets rank C-1 (HR@1 = 0). A target missing from its candidate list has rank = inf (a miss).
 """
 
 from __future__ import annotations
@@ -11,6 +14,33 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from llmrec.errors import LLMRecError
+
+
+def candidate_mask(history: torch.Tensor, candidates: torch.Tensor | None, n_cols: int) -> torch.Tensor:
+    """(B, C) True where a column is a real candidate: a candidate column that is not padding (0), or under full
+    ranking (`candidates` None, C = N+1) every item but the padding column 0 and the user's history (B, T)."""
+    if candidates is not None:
+        return candidates > 0
+    valid = torch.ones(len(history), n_cols, dtype=torch.bool)
+    valid[:, 0] = False
+    valid.scatter_(1, history.to(torch.long), False)  # the user's history (padding 0 already masked)
+    return valid
+
+
+def target_columns(
+    candidates: torch.Tensor | None, targets: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ranked, col): the (B, C) columns each target is ranked against and its (B,) column, -1 where the target
+    is not among the valid candidates. Full ranking: `mask` with the target's own column unmasked (a copy; never
+    mask the target, repeat consumption) and col = the target id; candidates: `mask` itself."""
+    if candidates is None:
+        ranked = mask.clone()
+        ranked[torch.arange(len(targets)), targets] = True
+        return ranked, targets.clone()
+    match = (candidates == targets[:, None]) & mask  # (B, C)
+    return mask, torch.where(match.any(1), match.float().argmax(1), torch.full_like(targets, -1))
 
 
 def pessimistic_ranks(scores: torch.Tensor, target_col: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,16 +77,8 @@ def metrics_from_ranks(
     if len(r) == 0:
         return {f"HR@{k}": 0.0 for k in ks} | {f"NDCG@{k}": 0.0 for k in ks} | {"MRR": 0.0}
     finite = np.isfinite(r)
-    for k in ks:
-        out[f"HR@{k}"] = float(np.mean(r < k))
-    for k in ks:
-        gain = np.zeros_like(r)
-        hit = r < k
-        gain[hit] = 1.0 / np.log2(r[hit] + 2.0)
-        out[f"NDCG@{k}"] = float(np.mean(gain))
-    rr = np.zeros_like(r)
-    rr[finite] = 1.0 / (r[finite] + 1.0)
-    out["MRR"] = float(np.mean(rr))
+    for name in [f"HR@{k}" for k in ks] + [f"NDCG@{k}" for k in ks] + ["MRR"]:
+        out[name] = float(np.mean(per_user_metric(r, name)))
     if n_negatives is not None:
         neg = np.asarray(n_negatives, dtype=np.float64)
         auc = np.zeros_like(r)
@@ -64,6 +86,21 @@ def metrics_from_ranks(
         auc[ok] = (neg[ok] - r[ok]) / neg[ok]
         out["AUC"] = float(np.mean(auc))
     return out
+
+
+def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Per-user values of HR@K, NDCG@K (one relevant item: 1/log2(rank+2) within the top K) or MRR from 0-based
+    pessimistic ranks (inf = miss); their mean is the reported metric."""
+    r = np.asarray(ranks, dtype=np.float64)
+    if metric == "MRR":
+        return np.where(np.isfinite(r), 1.0 / (r + 1.0), 0.0)
+    kind, _, k = metric.partition("@")
+    if not k.isdigit() or kind not in ("HR", "NDCG"):
+        raise LLMRecError(f"unknown metric {metric!r}; use HR@K, NDCG@K or MRR")
+    hit = r < int(k)
+    if kind == "HR":
+        return hit.astype(np.float64)
+    return np.where(hit, 1.0 / np.log2(np.where(hit, r, 0) + 2.0), 0.0)
 
 
 def auc_binary(scores: np.ndarray, labels: np.ndarray) -> float:

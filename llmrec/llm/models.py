@@ -11,8 +11,6 @@ else `$XDG_CACHE_HOME/llmrec`, else `~/.cache/llmrec`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -20,12 +18,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.errors import BackendError, UnknownNameError
-from llmrec.io import cache_dir  # the one cache root (re-exported: scripts import it from here)
+from llmrec.io import cache_dir, file_lock  # cache_dir: the one cache root (scripts import it from here too)
 
 MANIFEST = "llmrec-model.json"
 
@@ -72,18 +69,6 @@ def gguf_path(alias: ModelAlias) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (two runs must not convert the same model at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def converted_path(name: str) -> Path:
     return models_dir() / name
 
@@ -105,7 +90,7 @@ def ensure_converted(name: str = DEFAULT_MODEL, quiet: bool = False) -> Path:
     if is_converted(target):
         return target
     src = gguf_path(alias)
-    with _file_lock(target.parent / f".{name}.lock"):
+    with file_lock(target.parent / f".{name}.lock"):  # two runs must not convert the same model at once
         if is_converted(target):  # another process finished while we waited
             return target
         if not quiet:

@@ -5,9 +5,10 @@ first model the server lists is used. LoRA adapters are served by vLLM as extra 
 (`--enable-lora --lora-modules NAME=PATH`), so `#NAME` selects an adapter.
 
 Requests run on one background event loop: async, at most `concurrency` in flight (a semaphore), each with a
-timeout; 429, 5xx, connection errors and timeouts are retried with exponential backoff (`backoff_s` · 2^attempt,
-honouring Retry-After, capped at `max_backoff_s`) up to `max_retries` times, then raise one BackendError line.
-Other HTTP errors (400 prompt too long, 404 unknown model) and malformed responses fail at once.
+timeout; 429, 5xx, connection errors and timeouts are retried (tenacity; the openai client's own retry is off)
+with exponential backoff (`backoff_s` · 2^attempt, honouring Retry-After, capped at `max_backoff_s`) up to
+`max_retries` times, then raise one BackendError line. Other HTTP errors (400 prompt too long, 404 unknown
+model) and malformed responses fail at once.
 
 generate works on any OpenAI-compatible server. score_labels, loglik and count_tokens need vLLM: they tokenize
 with its `/tokenize` endpoint (the model's own tokenizer and chat template) and read log-probs of given token ids
@@ -255,40 +256,44 @@ class OpenAIBackend:
         return self._clients
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one request under the concurrency limit, retrying transient failures with backoff."""
+        """Run one request under the concurrency limit; transient failures (429, 5xx, connection errors,
+        timeouts) are retried by tenacity with `_backoff`, every other error fails at once; whatever fails ends
+        as one BackendError line."""
         import openai
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.concurrency)
-        last = ""
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._backoff,
+                                 retry=retry_if_exception(_transient), reraise=True)
         async with self._sem:
-            for attempt in range(self.max_retries + 1):
-                retry_after = None
-                try:
-                    return await fn()
-                except openai.APITimeoutError:
-                    last = f"timed out after {self.timeout_s:g} s"
-                except openai.APIConnectionError as e:
-                    cause = e.__cause__ or e
-                    last = f"cannot connect ({type(cause).__name__}: {cause})".replace("\n", " ")
-                except openai.APIStatusError as e:
-                    status = e.status_code
-                    msg = _error_message(e)
-                    if status == 429 or status >= 500:
-                        last = f"HTTP {status}: {msg}"
-                        retry_after = _retry_after(e)
-                    elif status == 404:
-                        raise BackendError(await self._not_found(what, msg)) from None
-                    else:
-                        raise BackendError(f"{self.name}: {what} rejected (HTTP {status}): {msg}") from None
-                except (openai.APIResponseValidationError, json.JSONDecodeError, _Malformed) as e:
-                    raise BackendError(f"{self.name}: malformed {what} response ({e})") from None
-                if attempt < self.max_retries:
-                    delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (
-                        0.8 + 0.4 * random.random()
-                    )
-                    await asyncio.sleep(max(delay, min(retry_after or 0.0, self.max_backoff_s)))
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        return await fn()
+            except openai.APITimeoutError:
+                last = f"timed out after {self.timeout_s:g} s"
+            except openai.APIConnectionError as e:
+                cause = e.__cause__ or e
+                last = f"cannot connect ({type(cause).__name__}: {cause})".replace("\n", " ")
+            except openai.APIStatusError as e:
+                status, msg = e.status_code, _error_message(e)
+                if status == 404:
+                    raise BackendError(await self._not_found(what, msg)) from None
+                if not _transient(e):
+                    raise BackendError(f"{self.name}: {what} rejected (HTTP {status}): {msg}") from None
+                last = f"HTTP {status}: {msg}"
+            except (openai.APIResponseValidationError, json.JSONDecodeError, _Malformed) as e:
+                raise BackendError(f"{self.name}: malformed {what} response ({e})") from None
         raise BackendError(f"{self.name}: {what} failed after {self.max_retries + 1} attempts: {last}")
+
+    def _backoff(self, state: Any) -> float:
+        """Seconds before retry number `state.attempt_number`: backoff_s · 2^(attempt-1), capped at
+        max_backoff_s, jittered ±20%; at least the server's Retry-After (also capped)."""
+        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
+        delay *= 0.8 + 0.4 * random.random()
+        retry_after = _retry_after(state.outcome.exception())
+        return max(delay, min(retry_after or 0.0, self.max_backoff_s))
 
     async def _not_found(self, what: str, msg: str) -> str:
         if what.startswith("tokenize"):
@@ -615,6 +620,15 @@ def _parse_top(resp: Any) -> dict[int, float]:
             )
         out[int(str(tok).split(":", 1)[1])] = float(lp)
     return out
+
+
+def _transient(e: BaseException) -> bool:
+    """Worth retrying: a timeout, a lost connection, 429 (rate limit) or a 5xx (server trouble)."""
+    import openai
+
+    if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(e, openai.APIStatusError) and (e.status_code == 429 or e.status_code >= 500)
 
 
 def _error_message(e: Any) -> str:

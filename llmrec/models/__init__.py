@@ -1,8 +1,8 @@
 """ID-based user models (one per file) and their registry: `build_model("sasrec", n_items, {"hidden": 64})`.
 
 Every model is a `SequenceEncoder`: left-padded item ids in, hidden states out, tied item embeddings. Objectives,
-the training loop and `scorers/id_model.py` only use this contract, so a new model is one file + one `add` here
-+ one row in `tests/models/test_models.py`.
+the training loop, `checkpoint.py` (weights + manifest on disk) and `scoring.py` (a model as a Scorer) only use
+this contract, so a new model is one file + one `add` here; `tests/models/test_models.py` walks `MODELS`.
 """
 
 from __future__ import annotations

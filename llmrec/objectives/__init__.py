@@ -45,11 +45,6 @@ def build_objective(
     return cls(model, opts, context)
 
 
-def default_objective(model: nn.Module) -> str:
-    """The supervised next-item objective that fits the encoder: next_item (causal) or masked_item (Cloze)."""
-    return "masked_item" if getattr(model, "bidirectional", False) else "next_item"
-
-
 __all__ = [
     "OBJECTIVES",
     "Objective",
@@ -57,5 +52,4 @@ __all__ = [
     "ObjectiveOutput",
     "SeqBatch",
     "build_objective",
-    "default_objective",
 ]

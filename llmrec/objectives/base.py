@@ -66,6 +66,7 @@ class Objective(nn.Module):
 
     name: ClassVar[str] = ""
     requires: ClassVar[Requires] = "any"
+    supervised: ClassVar[bool] = False  # the next-item objective of its encoder: a stage holding one early-stops
 
     @dataclass
     class Options:

@@ -36,6 +36,7 @@ class MaskedItem(Objective):
 
     name = "masked_item"
     requires = "bidirectional"
+    supervised = True
 
     @dataclass
     class Options:

@@ -53,6 +53,7 @@ class NextItem(Objective):
 
     name = "next_item"
     requires = "causal"
+    supervised = True
 
     @dataclass
     class Options:

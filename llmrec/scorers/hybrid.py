@@ -8,7 +8,7 @@ Fusion, per user over the valid columns (padding, and for full ranking the user'
 - `learned`: `weighted` with weights chosen on the VALIDATION split: a grid over the weight simplex, keeping the
   weights with the best validation NDCG@10 on the same candidate protocol (the test targets are never read).
   The validation NDCG is what `evaluate` would report for the hybrid with those weights: the same columns
-  excluded from fusion (`valid_mask`, the validation target included when it is in the history, as `score`
+  excluded from fusion (`candidate_mask`, the validation target included when it is in the history, as `score`
   cannot know it), those columns scored NEG, and the target ranked pessimistically among the columns
   `evaluate` ranks it against.
 
@@ -40,6 +40,7 @@ import torch
 
 from llmrec.config import load_config
 from llmrec.errors import ConfigError
+from llmrec.evaluation.metrics import candidate_mask, per_user_metric, pessimistic_ranks, target_columns
 from llmrec.scorers.base import SCORERS, Scorer, ScorerContext, build_scorer
 from llmrec.types import Dataset, ScoreBatch, Split
 
@@ -94,16 +95,6 @@ class HybridConfig:
             raise ValueError(f"component names must be unique, got {names}")
         if not 0 < self.grid_step <= 1:
             raise ValueError("grid_step must be in (0, 1]")
-
-
-def valid_mask(batch: ScoreBatch, n_cols: int) -> torch.Tensor:
-    """(B, C) True where a column is a real candidate: not padding, and (full ranking) not in the history."""
-    if batch.candidates is not None:
-        return batch.candidates > 0
-    valid = torch.ones(len(batch.users), n_cols, dtype=torch.bool)
-    valid[:, 0] = False
-    valid.scatter_(1, batch.history.to(torch.long), False)
-    return valid
 
 
 def _nan_last(x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +172,7 @@ class HybridScorer:
         self.components: dict[str, Scorer] = {}
         for c in cfg.components:
             sub = ScorerContext(seed=self.ctx.seed, llm=c.llm or self.ctx.llm, device=self.ctx.device,
-                                cache_dir=self.ctx.cache_dir, options=dict(c.options))
+                                options=dict(c.options))
             self.components[c.name] = build_scorer(c.scorer, sub)
         self.weights = [c.weight for c in cfg.components]
         self.reranker: Scorer | None = None
@@ -222,7 +213,7 @@ class HybridScorer:
 
     def first_stage(self, batch: ScoreBatch) -> torch.Tensor:
         comps = self._component_scores(batch)
-        valid = valid_mask(batch, comps[0].shape[1])
+        valid = candidate_mask(batch.history, batch.candidates, comps[0].shape[1])
         method = "weighted" if self.cfg.fusion == "learned" else self.cfg.fusion
         return fuse(comps, self.weights, valid, method, self.cfg.rrf_k)
 
@@ -254,7 +245,6 @@ class HybridScorer:
     def learn_weights(self, dataset: Dataset, split: Split, protocol: str) -> dict[str, Any]:
         """Grid search of the weight simplex for the best validation NDCG@10 (weighted z-score fusion)."""
         from llmrec.data.candidates import make_candidates
-        from llmrec.evaluation.metrics import pessimistic_ranks
 
         cands = make_candidates(dataset, split, protocol, "valid", self.ctx.seed)
         if self.cfg.learn_users and len(cands.users) > self.cfg.learn_users:
@@ -272,15 +262,9 @@ class HybridScorer:
                 cand = None if cands.items is None else torch.from_numpy(cands.items[s : s + bs])
                 batch = ScoreBatch(torch.from_numpy(u), hist, cand, "valid")
                 comps = self._component_scores(batch)
-                fused_cols = valid_mask(batch, comps[0].shape[1])  # (B, C) what `score` fuses (never the target)
+                fused_cols = candidate_mask(hist, cand, comps[0].shape[1])  # (B, C) what `score` fuses
                 tgt = torch.from_numpy(cands.targets[s : s + bs])
-                ranked = fused_cols.clone()  # (B, C) what `evaluate` ranks the target against
-                if cand is None:
-                    col = tgt
-                    ranked[torch.arange(len(u)), tgt] = True  # as evaluate: the target is never masked
-                else:
-                    match = (cand == tgt[:, None]) & ranked
-                    col = torch.where(match.any(1), match.float().argmax(1), torch.full_like(tgt, -1))
+                ranked, col = target_columns(cand, tgt, fused_cols)  # (B, C) what `evaluate` ranks the target against
                 for k, c in enumerate(comps):
                     z_parts[k].append(
                         zscore(torch.nan_to_num(c, nan=-1e30, posinf=1e30, neginf=-1e30), fused_cols).to(torch.float32)
@@ -297,7 +281,7 @@ class HybridScorer:
             fused = sum(wk * zk for wk, zk in zip(w, Z) if wk)  # type: ignore[misc]
             fused = fused.masked_fill(~fused_valid, NEG)  # as `fuse`: a column `score` excludes scores NEG
             r = pessimistic_ranks(fused, col, valid).numpy()
-            ndcg = float(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0.0)))
+            ndcg = float(np.mean(per_user_metric(r, "NDCG@10")))
             results.append((ndcg, w))
         best = max(results, key=lambda x: (x[0], -sum(1 for v in x[1] if v)))  # ties: fewer components
         self.weights = list(best[1])

@@ -2,37 +2,33 @@
 
     llmrec evaluate --dataset beauty --scorer run:runs/sasrec-beauty --protocol full
 
-`IDModelScorer` also wraps a model in memory (the training loop validates through it, so validation and the
-final evaluation share one code path). Histories longer than the model's max_len keep their most recent items.
+Scoring is `llmrec.models.scoring.ModelScorer`'s (the training loop validates through it, so validation and the
+final evaluation share one code path); this file adds where the model came from and refuses a data set other
+than the one it was trained on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from llmrec.errors import CheckpointError, DataError
+from llmrec.errors import CheckpointError
+from llmrec.models.checkpoint import check_compatible, load_model
+from llmrec.models.scoring import ModelScorer
 from llmrec.scorers.base import SCORERS, ScorerContext
-from llmrec.types import Dataset, ScoreBatch, Split
+from llmrec.types import Dataset, Split
 
 
-class IDModelScorer:
-    """Scores = the model's next-item logits for the user's history: (B, N+1) for full ranking (column 0, the
-    padding id, is -inf) or (B, C) gathered at the candidate ids (padding candidates -inf)."""
+class IDModelScorer(ModelScorer):
+    """A `ModelScorer` with the model's saved info (data set, split hash), checked in `fit`."""
 
     def __init__(self, model: nn.Module, info: dict | None = None, name: str = "id_model", where: str = "") -> None:
-        self.model = model
+        super().__init__(model, name, where)
         self.info = info or {}
-        self.name = name
-        self.where = where or name
-        self.batch_size = 512
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> IDModelScorer:
-        from llmrec.training.checkpoint import load_model
-
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise CheckpointError(f"{run_dir}: no such run folder (expected model.safetensors + model.json)")
@@ -44,8 +40,6 @@ class IDModelScorer:
     def fit(self, dataset: Dataset, split: Split) -> None:
         """Nothing to train; refuses a data set other than the model's: another catalogue size, or (for a saved
         run, which records it) another split hash — the same item count with other ids, users or filters."""
-        from llmrec.training.checkpoint import check_compatible
-
         check_compatible({"dataset": self.info.get("dataset", "?"), "n_items": self.model.n_items},
                          split.n_items, dataset.name, self.where)
         saved = self.info.get("split_hash")
@@ -56,29 +50,6 @@ class IDModelScorer:
                 f"has split {split.hash}: item ids would not match — evaluate it with --dataset {trained_on} and "
                 f"the same data options, or train a model on this data set"
             )
-
-    @torch.no_grad()
-    def score(self, batch: ScoreBatch) -> torch.Tensor:
-        model = self.model
-        was_training = model.training
-        model.eval()
-        try:
-            hist = batch.history[:, -model.max_len :].to(torch.long)  # (B, T)
-            if hist.numel() and int(hist.max()) > model.n_items:
-                raise DataError(f"{self.where}: history holds item ids above the model's {model.n_items} items")
-            nonzero = (hist != 0).any(dim=0).nonzero()
-            if len(nonzero):
-                hist = hist[:, int(nonzero[0]) :]  # drop all-padding columns (positions count from the right)
-            logits = model.item_logits(model.encode(hist))  # (B, N)
-        finally:
-            model.train(was_training)
-        low = torch.finfo(logits.dtype).min  # finite: the evaluator masks column 0 and padding anyway
-        full = torch.cat([torch.full_like(logits[:, :1], low), logits], dim=1)  # (B, N+1)
-        if batch.candidates is None:
-            return full
-        cand = batch.candidates.to(torch.long)  # (B, C)
-        out = full.gather(1, cand.clamp(0, model.n_items))
-        return out.masked_fill((cand <= 0) | (cand > model.n_items), low)
 
 
 @SCORERS.register("run", help="a trained ID model: run:RUN_DIR (from llmrec pretrain / finetune)")

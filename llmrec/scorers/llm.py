@@ -61,15 +61,6 @@ class LLMScorerConfig:
 
 
 SCORER_KEYS = {f.name for f in fields(LLMScorerConfig)}
-MOVIE_DATASETS = ("ml-", "movielens", "nir-ml")
-
-
-def domain_words(dataset: Dataset) -> tuple[str, str]:
-    """(item_kind, action) for prompts: movies for MovieLens data, generic words otherwise."""
-    name = dataset.name.lower()
-    if any(k in name for k in MOVIE_DATASETS):
-        return "movie", "watched"
-    return "item", "interacted with"
 
 
 class LLMScorer:
@@ -116,7 +107,8 @@ class LLMScorer:
         return self._backend
 
     def fit(self, dataset: Dataset, split: Split) -> None:
-        """Bind the catalogue's titles and the domain words; nothing is trained."""
+        """Bind the catalogue's titles and the data set's domain words (options item_kind / action override
+        them); nothing is trained."""
         if not dataset.items.has_titles:
             raise ConfigError(
                 f"{self.name}: data set {dataset.name!r} has no item titles; LLM rankers read titles "
@@ -125,9 +117,8 @@ class LLMScorer:
         raw = ["" ] + [dataset.items.title(i) for i in range(1, dataset.n_items + 1)]
         self.titles = raw if self.cfg.titles == "raw" else [display_title(t) for t in raw]
         self.n_items = dataset.n_items
-        kind, action = domain_words(dataset)
-        self.ranker_options.setdefault("item_kind", kind)
-        self.ranker_options.setdefault("action", action)
+        self.ranker_options.setdefault("item_kind", dataset.domain.item_kind)
+        self.ranker_options.setdefault("action", dataset.domain.action)
 
     def _ranker(self) -> Any:
         if self.ranker is None:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from llmrec.config import from_dict
-from llmrec.encoders.text_user import TextSeqConfig, TextSeqUserModel, recency_mean, train_text_seq
+from llmrec.encoders.text_user import EmbeddingScorer, TextSeqConfig, train_text_seq
 from llmrec.errors import ConfigError
 from llmrec.scorers.base import SCORERS, ScorerContext
 from llmrec.types import Dataset, ScoreBatch, Split
@@ -67,37 +67,6 @@ class TextSpec:
 
     def __str__(self) -> str:
         return self.encoder + (f"+{self.adapter}" if self.adapter else "") + (f"@{self.user}" if self.user != "mean" else "")
-
-
-class EmbeddingScorer:
-    """Scores with fixed item vectors (N+1, H) and a user encoder: the recency mean, or a trained model."""
-
-    name = "text-embedding"
-
-    def __init__(self, item_emb: torch.Tensor, decay: float = 0.9, user_model: TextSeqUserModel | None = None) -> None:
-        self.item_emb = item_emb  # (N+1, D) text embeddings, row 0 zeros
-        self.decay = decay
-        self.user_model = user_model
-        if user_model is not None:
-            with torch.no_grad():
-                self.item_vec = user_model.items(item_emb)  # (N+1, H)
-        else:
-            self.item_vec = item_emb
-
-    def fit(self, dataset: Dataset, split: Split) -> None:  # already fitted by construction
-        pass
-
-    def users(self, history: torch.Tensor) -> torch.Tensor:
-        if self.user_model is None:
-            return recency_mean(self.item_emb, history, self.decay)  # (B, H)
-        return self.user_model.user(history, self.item_emb)  # (B, H)
-
-    @torch.no_grad()
-    def score(self, batch: ScoreBatch) -> torch.Tensor:
-        u = self.users(batch.history)  # (B, H)
-        if batch.candidates is None:
-            return u @ self.item_vec.T  # (B, H) @ (H, N+1) -> (B, N+1)
-        return torch.einsum("bh,bch->bc", u, self.item_vec[batch.candidates])  # (B, C)
 
 
 class TextScorer:

@@ -110,7 +110,7 @@ def finetune_attribute(
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune `encoder` + a head on `cfg.task`; returns (and writes to out_dir/result.json) the metrics."""
-    from llmrec.training.checkpoint import save_model, save_tensors
+    from llmrec.models.checkpoint import save_model, save_tensors
 
     torch.set_num_threads(cfg.threads)
     users, labels, names = attribute_labels(dataset, cfg.task)

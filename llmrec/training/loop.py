@@ -7,19 +7,21 @@
     result = train(cfg, "runs/x")
 
 Per stage: Adam (lr, weight decay) over the encoder and the objectives' own parameters; each epoch runs the
-windows of every user's training sequence (`windows.py`) in seeded batches. A stage that early-stops validates
-every `eval_every` epochs with full-ranking NDCG@10 on the validation targets (through `llmrec.evaluation.
-evaluate`, the same code that reports test numbers), keeps the best weights and stops after `patience`
-validations without improvement. After every epoch the run folder gets the resume state; rerunning the same
-command continues where it stopped with results identical to an uninterrupted run (same thread count).
-The final encoder is evaluated on the test targets (full ranking) into result.json.
+windows of every user's training sequence (`windows.py`) in seeded batches. A stage that early-stops (by
+default: one holding its encoder's `supervised` next-item objective) validates every `eval_every` epochs with
+full-ranking NDCG@10 on the validation targets (`llmrec.evaluation.validate` with the model as a
+`llmrec.models.scoring.ModelScorer`: the same code that reports test numbers), keeps the best weights and stops
+after `patience` validations without improvement. After every epoch the run folder gets the resume state (the
+`Position` and every tensor, `checkpoint.py`); rerunning the same command continues where it stopped with
+results identical to an uninterrupted run (same thread count). The final encoder is evaluated on the test
+targets (full ranking) into result.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 import resource
 import sys
 import time
@@ -30,13 +32,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmrec.config import from_dict, save_config, to_dict
+from llmrec.config import save_config, to_dict
 from llmrec.data.canonical import DataConfig
 from llmrec.errors import ConfigError, LLMRecError
 from llmrec.io import atomic_write_json
+from llmrec.models.checkpoint import check_compatible, load_model, load_weights, read_json, save_model
 from llmrec.training import checkpoint as ckpt
 from llmrec.training import distributed as ddp
 from llmrec.training.windows import Windows, epoch_batches, make_windows
+from llmrec.types import Dataset, Phase, Split
 
 
 @dataclass
@@ -118,7 +122,46 @@ class RunResult:
         }
 
 
-SUPERVISED = ("next_item", "masked_item")
+@dataclass
+class Position:
+    """Where a run stands: saved after every epoch (state.json, "pos") and read back to resume."""
+
+    stage: int = 0  # the stage running (index into cfg.stages)
+    epoch: int = 0  # epochs of that stage done
+    best: float = -1.0  # the stage's best validation NDCG@10 so far (-1: none yet)
+    best_epoch: int = -1  # 0-based epoch of `best`
+    bad: int = 0  # validations since `best` last improved (early stopping compares it with `patience`)
+    step: int = 0  # optimizer steps over the whole run
+    seconds: float = 0.0  # training + validation seconds over the whole run
+    stages: list[dict[str, Any]] = field(default_factory=list)  # one record per stage started (result.json)
+
+    def next_stage(self) -> None:
+        self.stage += 1
+        self.epoch, self.best, self.best_epoch, self.bad = 0, -1.0, -1, 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Position:
+        return cls(**data)
+
+
+@dataclass
+class _Run:
+    """What every stage of one `train` call shares."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    windows: Windows
+    dataset: Dataset
+    split: Split
+    run_dir: Path
+    dist: ddp.DistInfo
+    model_info: dict[str, Any]  # saved beside every checkpoint of the encoder
+    show: bool  # progress bars
+    stop_after_epochs: int | None  # return after this many epochs in this call, as an interruption would
+    epochs_this_call: int = 0
 
 
 class TrainStep(nn.Module):
@@ -146,7 +189,7 @@ def _seed_of(*parts: int) -> int:
     return h
 
 
-def load_data(name: str, data_dir: str | None = None, data_cfg: DataConfig | None = None):
+def load_data(name: str, data_dir: str | None = None, data_cfg: DataConfig | None = None) -> tuple[Dataset, Split]:
     from llmrec.data import leave_one_out, load_dataset
 
     dataset = load_dataset(name, data_dir, data_cfg)
@@ -160,8 +203,8 @@ def build_encoder(cfg: TrainConfig, n_items: int, dataset_name: str) -> tuple[nn
     torch.manual_seed(cfg.seed)
     if not cfg.init_from:
         return build_model(cfg.model, n_items, cfg.model_options), {}
-    model, info = ckpt.load_model(cfg.init_from)
-    ckpt.check_compatible(info, n_items, dataset_name, str(cfg.init_from))
+    model, info = load_model(cfg.init_from)
+    check_compatible(info, n_items, dataset_name, str(cfg.init_from))
     if info["model"] != cfg.model:
         raise ConfigError(f"init_from {cfg.init_from} holds a {info['model']} model, but this run asks for {cfg.model}")
     options = {**info["options"], **cfg.model_options}
@@ -176,16 +219,13 @@ def build_encoder(cfg: TrainConfig, n_items: int, dataset_name: str) -> tuple[nn
     return model, {"init_from": str(cfg.init_from), "init_dataset": info.get("dataset")}
 
 
-def validate(model: nn.Module, dataset, split, phase: str = "valid", ks=(10,), batch_size: int = 1024,
-             protocol: str = "full", seed: int = 0) -> dict[str, float]:
-    """Metrics of `model` on the validation (or test) targets through `llmrec.evaluation.evaluate`."""
-    from llmrec.data.candidates import make_candidates
-    from llmrec.evaluation import evaluate
-    from llmrec.scorers.id_model import IDModelScorer
+def validate(model: nn.Module, dataset: Dataset, split: Split, phase: Phase = "valid", ks=(10,),
+             batch_size: int = 1024) -> dict[str, float]:
+    """Full-ranking metrics of `model` on the validation (or test) targets (`llmrec.evaluation.validate`)."""
+    from llmrec.evaluation.validate import validate as evaluate_on
+    from llmrec.models.scoring import ModelScorer
 
-    cands = make_candidates(dataset, split, protocol, phase, seed)  # type: ignore[arg-type]
-    res = evaluate(IDModelScorer(model), dataset, split, cands, ks=tuple(ks), batch_size=batch_size, progress=False)
-    return dict(res.metrics)
+    return dict(evaluate_on(ModelScorer(model), dataset, split, phase, ks=ks, batch_size=batch_size).metrics)
 
 
 def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
@@ -235,44 +275,39 @@ def train(
                   **origin}
 
     state = ckpt.load_state(run_dir)
-    pos = {"stage": 0, "epoch": 0, "best": -1.0, "best_epoch": -1, "bad": 0, "step": 0, "seconds": 0.0,
-           "stages": []}
+    pos = Position()
     tensors: dict[str, torch.Tensor] = {}
     if state is not None:
         tensors, sinfo = state
-        pos = sinfo["pos"]
-        ckpt.load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                          str(run_dir / ckpt.STATE_FILE))
+        pos = Position.from_dict(sinfo["pos"])
+        load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                     str(run_dir / ckpt.STATE_FILE))
         torch.set_rng_state(tensors["rng.torch"])
         if info.main:  # one line on any stderr, a terminal or a log file
-            print(f"llmrec: resuming {run_dir} at stage {pos['stage']} epoch {pos['epoch']}", file=sys.stderr)
+            print(f"llmrec: resuming {run_dir} at stage {pos.stage} epoch {pos.epoch}", file=sys.stderr)
 
-    epochs_this_call = 0
+    run = _Run(cfg, model, windows, dataset, split, run_dir, info, model_info, show, stop_after_epochs)
     interrupted = False
-    for si in range(pos["stage"], len(cfg.stages)):
-        stage = cfg.stages[si]
-        result = _run_stage(cfg, si, stage, model, windows, dataset, split, run_dir, info, pos, tensors,
-                            model_info, show, stop_after_epochs, epochs_this_call)
+    for si in range(pos.stage, len(cfg.stages)):
+        interrupted = _run_stage(run, si, pos, tensors)
         tensors = {}
-        epochs_this_call = result["epochs_this_call"]
-        if result["interrupted"]:
-            interrupted = True
+        if interrupted:
             break
-        pos.update({"stage": si + 1, "epoch": 0, "best": -1.0, "best_epoch": -1, "bad": 0})
+        pos.next_stage()
         if info.main:
             _save_resume(run_dir, model, None, None, pos)
 
     if interrupted:
         ddp.barrier(info)
-        return RunResult(str(run_dir), None, {}, pos["stages"], pos["seconds"], peak_rss_mb())
+        return RunResult(str(run_dir), None, {}, pos.stages, pos.seconds, peak_rss_mb())
 
     test: dict[str, float] = {}
     if cfg.test:
         test = validate(model, dataset, split, "test", ks=(5, 10, 20), batch_size=cfg.eval_batch_size)
-    best = [s["best_valid_NDCG@10"] for s in pos["stages"] if s.get("best_valid_NDCG@10") is not None]
-    res = RunResult(str(run_dir), best[-1] if best else None, test, pos["stages"], pos["seconds"], peak_rss_mb())
+    best = [s["best_valid_NDCG@10"] for s in pos.stages if s.get("best_valid_NDCG@10") is not None]
+    res = RunResult(str(run_dir), best[-1] if best else None, test, pos.stages, pos.seconds, peak_rss_mb())
     if info.main:
-        ckpt.save_model(run_dir, model, model_info)
+        save_model(run_dir, model, model_info)
         atomic_write_json(run_dir / "result.json", {**res.to_dict(), "dataset": dataset.name,
                                                     "model": model.name, "seed": cfg.seed,
                                                     "world_size": info.world, "threads": cfg.threads,
@@ -282,7 +317,7 @@ def train(
 
 
 def _save_resume(run_dir: Path, model: nn.Module, step_module: TrainStep | None,
-                 opt: torch.optim.Optimizer | None, pos: dict[str, Any]) -> None:
+                 opt: torch.optim.Optimizer | None, pos: Position) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     plain: dict[str, Any] = {}
     if step_module is not None:
@@ -293,46 +328,49 @@ def _save_resume(run_dir: Path, model: nn.Module, step_module: TrainStep | None,
         ot, plain = ckpt.optimizer_tensors(opt)
         tensors.update(ot)
     tensors["rng.torch"] = torch.get_rng_state()
-    ckpt.save_state(run_dir, tensors, {"pos": pos, "optimizer": plain})
+    ckpt.save_state(run_dir, tensors, {"pos": pos.to_dict(), "optimizer": plain})
 
 
-def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir: Path, info, pos, tensors,
-               model_info, show, stop_after_epochs, epochs_this_call) -> dict[str, Any]:
+def _run_stage(run: _Run, si: int, pos: Position, tensors: dict[str, torch.Tensor]) -> bool:
+    """Run (or resume at `pos`) stage `si`; True when it stopped for `stop_after_epochs` (state saved)."""
     from llmrec.objectives import ObjectiveContext, SeqBatch, build_objective
 
+    cfg, model, windows, dataset, split, run_dir, info = (
+        run.cfg, run.model, run.windows, run.dataset, run.split, run.run_dir, run.dist)
+    stage = cfg.stages[si]
     context = ObjectiveContext(split=split, epochs=stage.epochs, users=dataset.users)
     with torch.random.fork_rng():  # objective parameters get their own seed: resuming replays the same dropout
         torch.manual_seed(_seed_of(cfg.seed, si, 1))
         objectives = [build_objective(o.name, model, o.options, context) for o in stage.objectives]
     weights = [o.weight for o in stage.objectives]
     step_module = TrainStep(model, objectives, weights)
-    early = stage.early_stop if stage.early_stop is not None else any(o.name in SUPERVISED for o in stage.objectives)
+    early = stage.early_stop if stage.early_stop is not None else any(obj.supervised for obj in objectives)
     opt = torch.optim.Adam(step_module.parameters(), lr=stage.lr, weight_decay=stage.weight_decay)
-    if tensors and pos["epoch"] > 0:
+    if tensors and pos.epoch > 0:
         for i, obj in enumerate(objectives):
             own = {k[len(f"objective.{i}.") :]: v for k, v in tensors.items() if k.startswith(f"objective.{i}.")}
             if own:
                 obj.load_state_dict({**obj.state_dict(), **own})
-        state_info = ckpt.read_json(run_dir / ckpt.STATE_INFO)
+        state_info = read_json(run_dir / ckpt.STATE_INFO)
         ckpt.restore_optimizer(opt, tensors, state_info["optimizer"])
     trainer = ddp.wrap(step_module, info)
     name = stage.name or "+".join(o.name for o in stage.objectives)
     bar = None
-    if show:
+    if run.show:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=stage.epochs, initial=pos["epoch"], desc=f"stage {si + 1}/{len(cfg.stages)} {name}",
+        bar = tqdm(total=stage.epochs, initial=pos.epoch, desc=f"stage {si + 1}/{len(cfg.stages)} {name}",
                    unit="epoch", file=sys.stderr, dynamic_ncols=True)
-    record = pos["stages"][si] if len(pos["stages"]) > si else {
+    record = pos.stages[si] if len(pos.stages) > si else {
         "stage": name, "objectives": [o.name for o in stage.objectives], "epochs_run": 0, "train_seconds": 0.0,
         "eval_seconds": 0.0, "sequences": 0, "best_valid_NDCG@10": None, "best_epoch": None,
         "seconds_to_best": None, "stopped_early": False}
-    if len(pos["stages"]) <= si:
-        pos["stages"].append(record)
+    if len(pos.stages) <= si:
+        pos.stages.append(record)
     interrupted = False
     model.train()
-    for epoch in range(pos["epoch"], stage.epochs):
-        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+    for epoch in range(pos.epoch, stage.epochs):
+        if run.stop_after_epochs is not None and run.epochs_this_call >= run.stop_after_epochs:
             interrupted = True
             break
         t0 = time.perf_counter()
@@ -354,7 +392,7 @@ def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir:
             if stage.grad_clip > 0:
                 nn.utils.clip_grad_norm_(step_module.parameters(), stage.grad_clip)
             opt.step()
-            pos["step"] += 1
+            pos.step += 1
             n_seq += len(idx)
             for o in outs:
                 for k, v in o.logs.items():
@@ -366,7 +404,7 @@ def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir:
         record["epochs_run"] = epoch + 1
         record["train_seconds"] += train_s
         record["sequences"] += n_seq
-        pos["seconds"] += train_s
+        pos.seconds += train_s
         stop = False
         metrics: dict[str, float] = {}
         if early and ((epoch + 1) % stage.eval_every == 0 or epoch + 1 == stage.epochs):
@@ -375,19 +413,19 @@ def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir:
             model.train()
             eval_s = time.perf_counter() - t1
             record["eval_seconds"] += eval_s
-            pos["seconds"] += eval_s
+            pos.seconds += eval_s
             ndcg = metrics["NDCG@10"]
-            if ndcg > pos["best"]:
-                pos.update({"best": ndcg, "best_epoch": epoch, "bad": 0})
+            if ndcg > pos.best:
+                pos.best, pos.best_epoch, pos.bad = ndcg, epoch, 0
                 record.update({"best_valid_NDCG@10": ndcg, "best_epoch": epoch + 1,
-                               "best_valid_HR@10": metrics.get("HR@10"), "seconds_to_best": round(pos["seconds"], 2)})
+                               "best_valid_HR@10": metrics.get("HR@10"), "seconds_to_best": round(pos.seconds, 2)})
                 if info.main:
-                    ckpt.save_model(run_dir, model, model_info)
+                    save_model(run_dir, model, run.model_info)
             else:
-                pos["bad"] += 1
-                stop = pos["bad"] >= stage.patience
-        pos["epoch"] = epoch + 1
-        epochs_this_call += 1
+                pos.bad += 1
+                stop = pos.bad >= stage.patience
+        pos.epoch = epoch + 1
+        run.epochs_this_call += 1
         if info.main:
             line = {"stage": si + 1, "epoch": epoch + 1, "train_s": round(train_s, 3), **logs, **metrics}
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -396,13 +434,13 @@ def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir:
             post = {k: f"{v:.4f}" for k, v in list(logs.items())[:2]}
             if metrics:
                 post["val_ndcg10"] = f"{metrics['NDCG@10']:.4f}"
-                post["best"] = f"{pos['best']:.4f}"
+                post["best"] = f"{pos.best:.4f}"
             bar.set_postfix(post)
             bar.update(1)
         stop = ddp.broadcast_flag(stop, info)
         if stop:
             record["stopped_early"] = True
-            pos["epoch"] = stage.epochs
+            pos.epoch = stage.epochs
         if info.main:
             _save_resume(run_dir, model, step_module, opt, pos)
         ddp.barrier(info)
@@ -410,11 +448,21 @@ def _run_stage(cfg, si, stage, model, windows: Windows, dataset, split, run_dir:
             break
     if bar is not None:
         bar.close()
-    if not interrupted and early and pos["best"] >= 0:
-        best_model, _ = ckpt.load_model(run_dir)  # the best weights of this stage
+    if not interrupted and early and pos.best >= 0:
+        best_model, _ = load_model(run_dir)  # the best weights of this stage
         model.load_state_dict(best_model.state_dict())
         model.train()
-    return {"interrupted": interrupted, "epochs_this_call": epochs_this_call}
+    return interrupted
+
+
+def supervised_objective(model: str) -> str:
+    """The registered next-item objective (`Objective.supervised`) that fits model `model`'s encoder: next_item
+    for a causal one (SASRec), masked_item for a bidirectional one (BERT4Rec)."""
+    from llmrec.models import MODELS
+    from llmrec.objectives import OBJECTIVES
+
+    needs = "bidirectional" if MODELS.get(model).cls.bidirectional else "causal"
+    return next(n for n in OBJECTIVES.names() if OBJECTIVES.get(n).supervised and OBJECTIVES.get(n).requires == needs)
 
 
 def stages_from_objectives(names: str, epochs: int | None, lr: float | None = None) -> list[StageConfig]:
@@ -434,11 +482,3 @@ def stages_from_objectives(names: str, epochs: int | None, lr: float | None = No
     if lr is not None:
         kw["lr"] = lr
     return [StageConfig(**kw)]
-
-
-def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
-    return from_dict(TrainConfig, data, where)
-
-
-def default_threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))

@@ -67,3 +67,15 @@ def test_recommend_errors(fixtures, tmp_cache, fake_llm, capsys):
     assert main(["recommend", "--dataset", "ml-100k", "--data-dir", str(fixtures), "--user", "1",
                  "--method", "magic", "--protocol", "nir-uf:3"]) == 2
     assert "known: listwise, nir, pointwise, verbalizer" in capsys.readouterr().err
+
+
+def test_recommend_is_a_library_call(fixtures, tmp_cache):
+    """The command is a view of `llmrec.pipelines.recommend`: a typed result whose `to_dict()` is the JSON."""
+    from llmrec.pipelines import RecommendConfig, recommend
+
+    cfg = RecommendConfig(dataset="ml-100k", user="1", method="nir", protocol="sampled:3", top=2)
+    rec = recommend(cfg, str(fixtures), backend=FakeBackend())
+    assert list(rec.to_dict()) == ["user", "method", "protocol", "llm", "history", "items", "summary"]
+    assert rec.user == 1 and len(rec.items) == 2 and rec.summary
+    held = rec.held_out
+    assert held.inserted and held.n_candidates == 4 and 1 <= held.rank <= 4  # sampled:N inserts the target

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from llmrec.cli import main
+from llmrec.models.checkpoint import load_model
 from llmrec.training.attributes import AttributeConfig, attribute_labels, finetune_attribute, user_split
-from llmrec.training.checkpoint import load_model
 
 TINY = ["--set", "model_options.hidden=16", "--set", "model_options.max_len=8", "--set", "threads=1",
         "--no-progress"]

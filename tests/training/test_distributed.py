@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from llmrec.training import checkpoint as ckpt
+from llmrec.models import checkpoint as ckpt
 
 
 def _config(tmp_path, synth_dir) -> str:

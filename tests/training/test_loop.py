@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from llmrec.errors import CheckpointError, ConfigError
+from llmrec.models import MODELS
+from llmrec.models import checkpoint as ckpt
+from llmrec.objectives import OBJECTIVES
 from llmrec.scorers.id_model import IDModelScorer
 from llmrec.training import ObjectiveSpec, StageConfig, TrainConfig, train
-from llmrec.training import checkpoint as ckpt
+from llmrec.training.loop import Position, supervised_objective
 from llmrec.types import ScoreBatch
 
 from .conftest import TINY_MODEL
@@ -146,3 +149,19 @@ def test_transfer_from_a_pretrained_run(tmp_path, synth):
     assert info["init_from"] == str(tmp_path / "pre") and info["options"]["hidden"] == 16
     assert res.test and not torch.equal(ckpt.load_tensors(tmp_path / "ft" / ckpt.MODEL_FILE)["item_emb.weight"],
                                         pre["item_emb.weight"])
+
+
+def test_resume_state_keeps_its_format(tmp_path, synth):
+    """state.json's "pos" is the `Position` dataclass as a dict, with the keys (and order) runs interrupted before
+    it was a dataclass carry, so they still resume."""
+    run(config(), tmp_path / "r", synth, stop_after_epochs=1)
+    pos = json.loads((tmp_path / "r" / "state.json").read_text())["pos"]
+    assert list(pos) == ["stage", "epoch", "best", "best_epoch", "bad", "step", "seconds", "stages"]
+    assert Position.from_dict(pos).to_dict() == pos and pos["epoch"] == 1
+
+
+@pytest.mark.parametrize("model", MODELS.names())
+def test_every_model_has_a_supervised_objective_that_fits_it(model):
+    name = supervised_objective(model)
+    assert OBJECTIVES.get(name).supervised
+    assert name == {"sasrec": "next_item", "bert4rec": "masked_item"}.get(model, name)
