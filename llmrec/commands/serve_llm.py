@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="a Python with vllm installed (default: $LLMREC_VLLM_PYTHON, this one, or .venv-vllm/bin/python)",
     )
+    p.add_argument("--lora", action="append", default=[], metavar="ADAPTER_DIR",
+                   help="serve a LoRA adapter made by `llmrec tune-llm` beside the base model, under the folder's "
+                        "name (--llm openai:URL#NAME); repeatable")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default: 300)")
     p.add_argument("--log", default=None, help="server log file (default: $TMPDIR/llmrec-vllm-<port>.log)")
     p.add_argument(
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         python=args.python,
         extra_args=tuple(args.extra),
         api_key=args.api_key or os.environ.get("VLLM_API_KEY") or None,
+        loras=tuple(args.lora),
     )
     warning = exposure_warning(cfg.host, cfg.api_key)
     if warning:  # printed now, not at exit: this command runs until interrupted
@@ -86,10 +90,13 @@ def run(args: argparse.Namespace) -> int:
         "spec": server.spec,
         "pid": server.process.pid,
         "log": str(server.log_path),
+        "adapters": {n: f"openai:{server.base_url}#{n}" for n in server.adapters},
     }
     print(json.dumps(info) if args.json else server.base_url, flush=True)
     if args.detach:
         print(f"llmrec: server pid {server.process.pid}; --llm {server.spec}", file=sys.stderr)
+        for n in server.adapters:
+            print(f"llmrec: adapter {n}: --llm openai:{server.base_url}#{n}", file=sys.stderr)
         return 0
     print(f"llmrec: serving; use --llm {server.spec}; Ctrl-C stops it", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

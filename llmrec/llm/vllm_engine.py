@@ -5,7 +5,9 @@ server instead (`llmrec serve-llm`, then `openai:<url>`), since the CPU build of
 Scripts that create this backend need an `if __name__ == "__main__":` guard (vLLM spawns worker processes).
 
 Prompts go in as token ids rendered with the model's chat template (the convention in `llmrec.llm.base`), so
-the numbers match `hf:` and `openai:` for the same weights.
+the numbers match `hf:` and `openai:` for the same weights. `vllm:<model>+<adapter folder>` serves a LoRA adapter
+made by `llmrec tune-llm` (manifest and base weights checked first): the engine starts with LoRA enabled at the
+adapter's rank and every request carries the adapter (`LoRARequest`).
 """
 
 from __future__ import annotations
@@ -74,13 +76,29 @@ class VLLMBackend:
     (e.g. dtype="bfloat16", max_model_len=4096, gpu_memory_utilization=0.8, enable_lora=True)."""
 
     def __init__(self, model: str, *, top_logprobs: int = WIDE_TOP_LOGPROBS, **engine_options: Any) -> None:
+        from llmrec.llm.lora_llm import split_spec
+
         self._vllm = _import_vllm()
-        path = resolve_model(model)
+        base, adapter = split_spec(model)
+        path = resolve_model(base)
         engine_options.setdefault("max_logprobs", max(top_logprobs, 20))  # see score_labels
+        self.lora: Any = None
+        adapter_key = ""
+        if adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            from llmrec.llm.lora_llm import read_llm_manifest, vllm_max_rank
+            from llmrec.llm.serve import lora_modules
+
+            name, folder, rank = lora_modules([adapter], path)[0]
+            engine_options.setdefault("enable_lora", True)
+            engine_options.setdefault("max_lora_rank", vllm_max_rank([rank]))
+            self.lora = LoRARequest(name, 1, folder)
+            adapter_key = "+lora:" + read_llm_manifest(folder)["files"]["adapter_model.safetensors"][:16]
         self.llm = self._vllm.LLM(model=path, **engine_options)
         self.tokenizer = self.llm.get_tokenizer()
         self.name = f"vllm:{model}"
-        self.cache_id = f"vllm:{model}"
+        self.cache_id = f"vllm:{base}{adapter_key}"
         self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
         self.top_logprobs = int(top_logprobs)
         self.usage = Usage()
@@ -100,7 +118,7 @@ class VLLMBackend:
 
     def _run(self, rows: list[list[int]], sp: Any) -> list[Any]:
         prompts = [{"prompt_token_ids": r} for r in rows]
-        return self.llm.generate(prompts, sp, use_tqdm=False)
+        return self.llm.generate(prompts, sp, use_tqdm=False, lora_request=self.lora)
 
     def generate(
         self,

@@ -21,6 +21,12 @@ FIXTURE_USER: dict[str, Any] = {
 # the argmax label agreed on 19/19 prompts. (hf in bf16 is no closer: CPU bf16 kernels differ from vLLM's.)
 AGREE_MEAN_NATS = 0.1
 AGREE_MAX_NATS = 0.5
+# With a LoRA adapter (hf: merged into fp32 weights; vLLM: applied unmerged by its LoRA kernels in bf16): measured
+# on the same machine with the deliberately strong test adapter of tests/tune_llm (it moves the label log-probs by
+# 1.55 nats on average, 3.7 at most): mean |Δ| 0.126, max 0.445 nats over 4 prompts x 6 labels (the base model on
+# the same prompts: 0.037 / 0.127). The error grows with the adapter's shift, about 8% of it here.
+AGREE_LORA_MEAN_NATS = 0.2
+AGREE_LORA_MAX_NATS = 0.75
 
 
 # ---- a scriptable fake OpenAI-compatible server ----------------------------------------------------------
