@@ -6,7 +6,9 @@ prompt and the answer the model should write:
 
 - `direct` (P5 family 5, LlamaRec's verbalizer): the history and C lettered candidates → the target's letter.
   Candidates: the retriever's top C-1 items for that history (fitted on the training part; default item-kNN),
-  or C-1 uniform unseen items (`negatives: uniform`), with the target inserted at a seeded random position.
+  or C-1 uniform unseen items (`negatives: uniform`), or either, drawn per example (`negatives: mixed`: a
+  ranker that will meet both — a retriever's shortlist in a two-stage, uniform negatives in `sampled:N`), with
+  the target inserted at a seeded random position.
 - `sequential` (P5 family 2): the history → the next title (`next_k > 1`: the next k titles, one per line, so
   one example trains k targets; the title-likelihood ranker reads the first).
 - `rating` (P5 family 1): the history with its star ratings → the star rating of the next item (data sets with
@@ -109,8 +111,8 @@ def check_spec(spec: ExampleSpec, dataset: Dataset) -> list[str]:
         tasks.append(t)
     if not 2 <= spec.candidates <= 26:
         raise ConfigError(f"candidates must be in 2..26 (single-letter labels), got {spec.candidates}")
-    if spec.negatives not in ("retriever", "uniform"):
-        raise ConfigError(f"negatives must be 'retriever' or 'uniform', got {spec.negatives!r}")
+    if spec.negatives not in ("retriever", "uniform", "mixed"):
+        raise ConfigError(f"negatives must be 'retriever', 'uniform' or 'mixed', got {spec.negatives!r}")
     if spec.history_len < 1 or spec.next_k < 1:
         raise ConfigError("history_len and next_k must be ≥ 1")
     for t in tasks:
@@ -233,17 +235,21 @@ def build_examples(
     negatives = np.zeros((len(jobs), spec.candidates - 1), dtype=np.int64)
     if neg_need:
         idx = np.array(neg_need)
-        if spec.negatives == "retriever":
+        use_ret = np.full(len(idx), spec.negatives == "retriever")
+        if spec.negatives == "mixed":
+            use_ret = rng.random(len(idx)) < 0.5
+        ret, uni = idx[use_ret], idx[~use_ret]
+        if len(ret):
             if retriever is None:
-                raise ConfigError("negatives: retriever needs a retriever scorer")
-            full_hist = pad_left(split.items, s[idx], pos[idx])  # the whole prefix for the retriever
-            exclude = np.concatenate([target[idx, None], held[row_idx[idx]]], axis=1)
+                raise ConfigError(f"negatives: {spec.negatives} needs a retriever scorer")
+            full_hist = pad_left(split.items, s[ret], pos[ret])  # the whole prefix for the retriever
+            exclude = np.concatenate([target[ret, None], held[row_idx[ret]]], axis=1)
             if progress:
-                progress(f"retrieving {spec.candidates - 1} candidates for {len(idx)} examples")
-            negatives[idx] = retrieve(retriever, split, u[idx], full_hist, exclude, spec.candidates - 1)
-        else:
-            banned = [set(split.items[split.indptr[uu]: split.indptr[uu + 1]].tolist()) for uu in u[idx]]
-            negatives[idx] = uniform_negatives(rng, split.n_items, banned, spec.candidates - 1)
+                progress(f"retrieving {spec.candidates - 1} candidates for {len(ret)} examples")
+            negatives[ret] = retrieve(retriever, split, u[ret], full_hist, exclude, spec.candidates - 1)
+        if len(uni):
+            banned = [set(split.items[split.indptr[uu]: split.indptr[uu + 1]].tolist()) for uu in u[uni]]
+            negatives[uni] = uniform_negatives(rng, split.n_items, banned, spec.candidates - 1)
     seen = {t: spec.seen_templates(t) for t in tasks}
     out: list[Example] = []
     for j, (t, row, p) in enumerate(jobs):

@@ -59,7 +59,7 @@ class LLMTuneConfig:
     per_user: dict[str, int] = field(default_factory=lambda: {"direct": 1, "sequential": 2, "rating": 1, "yesno": 1})
     holdout: dict[str, str] = field(default_factory=lambda: {f: FAMILIES[f].holdout for f in FAMILIES})
     retriever: str = "itemknn"  # scorer giving direct / yes-no negatives, fitted on the training part (run:DIR)
-    negatives: str = "retriever"  # retriever | uniform
+    negatives: str = "retriever"  # retriever | uniform | mixed (either, per example)
     candidates: int = 20  # C of direct examples (LlamaRec: 20)
     history_len: int = 10  # history titles shown per example
     next_k: int = 1  # sequential: titles per answer
@@ -291,7 +291,7 @@ def tune_llm(
                        cfg.negatives, cfg.next_k, dataset.domain.item_kind, dataset.domain.action)
     tasks = check_spec(spec, dataset)
     retriever = None
-    if cfg.negatives == "retriever" and any(t in ("direct", "yesno") for t in tasks):
+    if cfg.negatives in ("retriever", "mixed") and any(t in ("direct", "yesno") for t in tasks):
         retriever = build_scorer(cfg.retriever, ScorerContext(seed=cfg.seed))
         retriever.fit(dataset, split)
     t0 = time.perf_counter()
@@ -368,6 +368,13 @@ def tune_llm(
                  "trainable_params": int(sum(p.numel() for p in params))},
     }
     steps_this_call = 0
+    if state is None and enc_valid:  # the base model's numbers on the same validation examples: the baseline
+        t1 = time.perf_counter()
+        row0 = {"epoch": 0, "valid": validate(model, enc_valid, tokens, tok.pad_token_id, cfg.batch_size),
+                "valid_seconds": round(time.perf_counter() - t1, 1)}
+        log.append(row0)
+        with open(work / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row0) + "\n")
     model.train()
     while epoch < cfg.epochs:
         gen = np.random.default_rng([cfg.seed, 100 + epoch])

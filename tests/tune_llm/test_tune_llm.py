@@ -30,7 +30,7 @@ def text_of(ex) -> str:
     return "\n".join(m["content"] for m in ex.messages) + "\n" + ex.answer
 
 
-@pytest.mark.parametrize("negatives", ["uniform", "retriever"])
+@pytest.mark.parametrize("negatives", ["uniform", "retriever", "mixed"])
 def test_no_held_out_item_in_any_training_example(tiny, negatives):
     from llmrec.parsing import display_title
     from llmrec.scorers import ScorerContext, build_scorer
@@ -177,7 +177,8 @@ def tuned(tiny_llm, tiny, tmp_path_factory):
 def test_tuning_lowers_the_answer_loss_and_writes_a_checked_adapter(tuned):
     ds, split, root, m = tuned
     log = m["training"]["log"]
-    assert len(log) == 2 and log[1]["valid"]["mean_loss"] < log[0]["valid"]["mean_loss"]
+    assert [r["epoch"] for r in log] == [0, 1, 2]  # epoch 0: the base model on the validation examples
+    assert log[2]["valid"]["mean_loss"] < log[1]["valid"]["mean_loss"] < log[0]["valid"]["mean_loss"]
     assert sorted(p.name for p in (root / "adapter").iterdir()) == [
         "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
     assert m["dataset"] == {"name": ds.name, "split_hash": split.hash}
