@@ -11,12 +11,29 @@ Fusion, per user over the valid columns (padding, and for full ranking the user'
   excluded from fusion (`candidate_mask`, the validation target included when it is in the history, as `score`
   cannot know it), those columns scored NEG, and the target ranked pessimistically among the columns
   `evaluate` ranks it against.
+- `ltr`: learning to rank (`llmrec.scorers.ltr`): LightGBM LambdaRank re-orders the retriever component's top N
+  by per-candidate features (each component's z-score, optionally its rank and raw score; item popularity and
+  recency; history length; text similarity; the re-ranker's LLM label log-probability), boosting from the
+  retriever's own score, trained on the validation targets with K-fold cross-fitting over users. The test
+  scores are the mean of the K fold models' scores.
+
+Selection hygiene. Every fusion that learns (`learned`, `ltr`) reads validation targets only; the test targets
+are never read. Two choices can still fall on the same validation user: a component's (an ID model `run:DIR`
+early-stopped on validation NDCG@10 over all validation users; an adapter checkpoint chosen on validation) and
+the fusion's. `ltr` cross-fits: no user's score comes from a combiner that trained or early-stopped on that
+user, so its validation numbers are honest about the combiner. What remains is the component's own choice: its
+validation scores are a little better than its test scores (its stopping epoch was picked on those targets), so
+a fusion fitted on validation may lean on it a little more than test data would justify. `learned` chooses
+its weights on (a sample of) the same users it reports. Removing the rest takes components early-stopped on
+validation users disjoint from the ones the fusion learns on.
 
 Two stages (LlamaRec style, `rerank:` in the config): the fused scores retrieve each user's top N valid columns,
 a second scorer (typically `llm:verbalizer`) scores just those N, and they are placed above everything else in
 the re-ranker's order (ties keep the first-stage order; tied in both stages, they stay tied); the rest keep the
 first-stage order. Because stage two
-only ever sees N candidates, a two-stage hybrid also works under full ranking.
+only ever sees N candidates, a two-stage hybrid also works under full ranking. Under `fusion: ltr` the
+re-ranker is not a last stage but a feature: it scores the retriever's first `rerank.top_n` candidates and the
+combiner learns how far to trust it.
 
 Config (YAML; unknown keys are errors):
 
@@ -24,8 +41,9 @@ Config (YAML; unknown keys are errors):
       - {name: sasrec, scorer: "run:runs/zsp/sasrec"}
       - {name: itemknn, scorer: itemknn}
       - {name: text, scorer: "text:minilm+adapters/ml-100k-minilm-lora", weight: 0.5}
-    fusion: learned          # rrf | weighted | learned
+    fusion: learned          # rrf | weighted | learned | ltr
     rerank: {scorer: "llm:verbalizer", top_n: 20, llm: "hf:smollm2-135m", options: {window: 20}}
+    ltr: {retriever: sasrec, top_n: 100, folds: 5}   # fusion: ltr only; see LTRConfig
 """
 
 from __future__ import annotations
@@ -42,7 +60,7 @@ from llmrec.config import load_config
 from llmrec.errors import ConfigError
 from llmrec.evaluation.metrics import candidate_mask, per_user_metric, pessimistic_ranks, target_columns
 from llmrec.scorers.base import SCORERS, Scorer, ScorerContext, build_scorer
-from llmrec.types import Dataset, ScoreBatch, Split
+from llmrec.types import Dataset, Phase, ScoreBatch, Split
 
 NEG = -1e30  # score of excluded columns after fusion (finite, so arithmetic stays defined)
 
@@ -74,25 +92,80 @@ class RerankConfig:
             raise ValueError(f"rerank.top_n must be ≥ 1, got {self.top_n}")
 
 
+LTR_GROUPS = ("components", "popularity", "recency", "history", "text", "llm")
+
+
+@dataclass
+class LTRConfig:
+    """The `ltr` fusion (`ltr:` in a hybrid config); what each setting does: `llmrec.scorers.ltr`."""
+
+    retriever: str = ""  # the component whose top N the combiner re-orders (default: the first)
+    top_n: int = 100  # candidates per user the combiner ranks, in training and in scoring
+    folds: int = 5  # K of the cross-fit over validation users
+    inject_target: bool = False  # add a target the retriever missed to its user's group (a leak; see ltr.py)
+    base: str = "retriever"  # boosting starts from: retriever (its z-score × base_scale) | none (0)
+    base_scale: float = 1.0
+    text: str = "auto"  # auto | none | minilm | a component's name | text:SPEC
+    text_max_items: int = 20000  # `auto` without a text component: frozen MiniLM up to this catalogue size
+    groups: list[str] = field(default_factory=list)  # feature groups used (empty = every one available)
+    # per component: its z-score over the user's valid columns, 1-based rank, raw score. The z-score alone by
+    # default: on ml-100k the raw scores and ranks only added noise (see ltr.py)
+    component_features: list[str] = field(default_factory=lambda: ["z"])
+    max_users: int = 0  # validation users learned from (a seeded sample; 0 = all)
+    learning_rate: float = 0.05
+    num_leaves: int = 4  # small trees: the training groups number in the hundreds to thousands
+    min_data_in_leaf: int = 50
+    lambda_l2: float = 1.0
+    linear_tree: bool = True  # a linear model of the features in each leaf (a weighted fusion, per region)
+    max_rounds: int = 500
+    early_stopping: int = 30  # rounds without a gain in the inner folds' mean NDCG@10
+    inner_folds: int = 3  # each fold model's round count: cross-validated over its own training users
+    threads: int = 1  # LightGBM threads; results are reproducible at a fixed count
+
+    def __post_init__(self) -> None:
+        if self.top_n < 1:
+            raise ValueError(f"ltr.top_n must be ≥ 1, got {self.top_n}")
+        kinds = ("z", "rank", "score")
+        if not self.component_features or any(k not in kinds for k in self.component_features):
+            raise ValueError(f"ltr.component_features: a non-empty subset of {list(kinds)}, got "
+                             f"{self.component_features}")
+        if self.base not in ("retriever", "none"):
+            raise ValueError(f"ltr.base must be retriever or none, got {self.base!r}")
+        if self.folds < 2:
+            raise ValueError(f"ltr.folds must be ≥ 2 (cross-fitting), got {self.folds}")
+        bad = [g for g in self.groups if g not in LTR_GROUPS]
+        if bad:
+            raise ValueError(f"ltr.groups: unknown group {bad[0]!r}; groups: {', '.join(LTR_GROUPS)}")
+        if self.inner_folds < 0 or self.inner_folds == 1:
+            raise ValueError(f"ltr.inner_folds must be 0 (no round selection: max_rounds) or ≥ 2, got {self.inner_folds}")
+        if self.learning_rate <= 0 or self.num_leaves < 2 or self.min_data_in_leaf < 1 or self.max_rounds < 1:
+            raise ValueError("ltr: learning_rate > 0, num_leaves ≥ 2, min_data_in_leaf ≥ 1 and max_rounds ≥ 1")
+        if self.early_stopping < 1 or self.threads < 1 or self.max_users < 0 or self.text_max_items < 0:
+            raise ValueError("ltr: early_stopping and threads ≥ 1, max_users and text_max_items ≥ 0")
+
+
 @dataclass
 class HybridConfig:
     components: list[ComponentConfig] = field(default_factory=list)
-    fusion: str = "rrf"  # rrf | weighted | learned
+    fusion: str = "rrf"  # rrf | weighted | learned | ltr
     rrf_k: float = 60.0
     grid_step: float = 0.1  # learned: the weight simplex is searched at this step
     learn_protocol: str = ""  # learned: candidate protocol on the validation split (default: the evaluated one)
     learn_users: int = 2000  # learned: at most this many validation users (seeded sample)
     rerank: RerankConfig | None = None
+    ltr: LTRConfig = field(default_factory=LTRConfig)  # fusion: ltr
     name: str = "hybrid"
 
     def __post_init__(self) -> None:
         if not self.components:
             raise ValueError("a hybrid needs at least one component")
-        if self.fusion not in ("rrf", "weighted", "learned"):
-            raise ValueError(f"fusion must be rrf, weighted or learned, got {self.fusion!r}")
+        if self.fusion not in ("rrf", "weighted", "learned", "ltr"):
+            raise ValueError(f"fusion must be rrf, weighted, learned or ltr, got {self.fusion!r}")
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError(f"component names must be unique, got {names}")
+        if self.ltr.retriever and self.ltr.retriever not in names:
+            raise ValueError(f"ltr.retriever {self.ltr.retriever!r} is not a component; components: {names}")
         if not 0 < self.grid_step <= 1:
             raise ValueError("grid_step must be in (0, 1]")
 
@@ -163,17 +236,25 @@ class HybridScorer:
 
     After `score`, `last_components` holds each component's raw (B, C) scores for the batch, so a caller (the
     demo, `llmrec recommend --method hybrid`) can show why an item was ranked where it is.
+
+    components: scorers already built for some of the config's component names (a benchmark shares fitted
+    components between fusions); the others are built from their specs.
     """
 
-    def __init__(self, cfg: HybridConfig, ctx: ScorerContext | None = None) -> None:
+    def __init__(self, cfg: HybridConfig, ctx: ScorerContext | None = None,
+                 components: dict[str, Scorer] | None = None) -> None:
         self.cfg = cfg
         self.ctx = ctx or ScorerContext()
         self.name = cfg.name
         self.components: dict[str, Scorer] = {}
+        given = dict(components or {})
+        unknown = sorted(set(given) - {c.name for c in cfg.components})
+        if unknown:
+            raise ConfigError(f"prebuilt component {unknown[0]!r} is not in the config")
         for c in cfg.components:
             sub = ScorerContext(seed=self.ctx.seed, llm=c.llm or self.ctx.llm, device=self.ctx.device,
                                 options=dict(c.options))
-            self.components[c.name] = build_scorer(c.scorer, sub)
+            self.components[c.name] = given[c.name] if c.name in given else build_scorer(c.scorer, sub)
         self.weights = [c.weight for c in cfg.components]
         self.reranker: Scorer | None = None
         if cfg.rerank is not None:
@@ -181,6 +262,7 @@ class HybridScorer:
             self.reranker = build_scorer(r.scorer, ScorerContext(seed=self.ctx.seed, llm=r.llm or self.ctx.llm,
                                                                  options=dict(r.options)))
         self.learned: dict[str, Any] = {}
+        self.ltr: Any = None  # the fitted `llmrec.scorers.ltr.LTRFusion` (fusion: ltr)
         self.last_components: dict[str, torch.Tensor] = {}
         self.last_first_stage: torch.Tensor | None = None
         self.n_items = 0
@@ -200,6 +282,27 @@ class HybridScorer:
             self.reranker.fit(dataset, split)
         if self.cfg.fusion == "learned" and not self.learned:
             self.learn_weights(dataset, split, self.cfg.learn_protocol or self.protocol)
+        if self.cfg.fusion == "ltr" and self.ltr is None:
+            self.fit_ltr(dataset, split, self.cfg.learn_protocol or self.protocol)
+
+    def fit_ltr(self, dataset: Dataset, split: Split, protocol: str, train_fn: Any = None) -> dict[str, Any]:
+        """Fit the `ltr` combiner on `protocol`'s validation candidates (see `llmrec.scorers.ltr`); train_fn
+        replaces LightGBM (tests instrument the cross-fit with it)."""
+        from llmrec.data.candidates import make_candidates
+        from llmrec.scorers.ltr import LTRFusion
+
+        c = self.cfg.ltr
+        cands = make_candidates(dataset, split, protocol, "valid", self.ctx.seed)
+        if c.max_users and len(cands.users) > c.max_users:
+            rng = np.random.default_rng(self.ctx.seed)
+            cands = cands.subset(np.sort(rng.choice(len(cands.users), c.max_users, replace=False)))
+        names = list(self.components)
+        specs = [comp.scorer for comp in self.cfg.components]
+        fusion = LTRFusion(c, names, specs, self.ctx.seed, train_fn)
+        llm_top = self.cfg.rerank.top_n if self.cfg.rerank is not None else 0
+        fusion.fit(dataset, split, cands, self._component_scores, self.ctx, self.reranker, llm_top, self.batch_size)
+        self.ltr = fusion
+        return fusion.report()
 
     def _component_scores(self, batch: ScoreBatch) -> list[torch.Tensor]:
         out = []
@@ -218,6 +321,12 @@ class HybridScorer:
         return fuse(comps, self.weights, valid, method, self.cfg.rrf_k)
 
     def score(self, batch: ScoreBatch) -> torch.Tensor:
+        if self.cfg.fusion == "ltr":
+            if self.ltr is None:
+                raise RuntimeError("HybridScorer.score called before fit (fusion: ltr)")
+            out = self.ltr.score(batch, self._component_scores(batch))
+            self.last_first_stage = out
+            return out
         fused = self.first_stage(batch)  # (B, C)
         self.last_first_stage = fused
         if self.reranker is None:
@@ -242,11 +351,12 @@ class HybridScorer:
         out.scatter_(1, top, torch.where(top_valid, bonus, fused.gather(1, top)))
         return out
 
-    def learn_weights(self, dataset: Dataset, split: Split, protocol: str) -> dict[str, Any]:
-        """Grid search of the weight simplex for the best validation NDCG@10 (weighted z-score fusion)."""
+    def learn_weights(self, dataset: Dataset, split: Split, protocol: str, phase: Phase = "valid") -> dict[str, Any]:
+        """Grid search of the weight simplex for the best validation NDCG@10 (weighted z-score fusion).
+        phase="test" chooses the weights on the test targets: an oracle, for benchmark ablations only."""
         from llmrec.data.candidates import make_candidates
 
-        cands = make_candidates(dataset, split, protocol, "valid", self.ctx.seed)
+        cands = make_candidates(dataset, split, protocol, phase, self.ctx.seed)
         if self.cfg.learn_users and len(cands.users) > self.cfg.learn_users:
             rng = np.random.default_rng(self.ctx.seed)
             cands = cands.subset(np.sort(rng.choice(len(cands.users), self.cfg.learn_users, replace=False)))
@@ -258,9 +368,9 @@ class HybridScorer:
         with torch.inference_mode():
             for s in range(0, len(cands.users), bs):
                 u = cands.users[s : s + bs]
-                hist = torch.from_numpy(split.history(u, "valid"))
+                hist = torch.from_numpy(split.history(u, phase))
                 cand = None if cands.items is None else torch.from_numpy(cands.items[s : s + bs])
-                batch = ScoreBatch(torch.from_numpy(u), hist, cand, "valid")
+                batch = ScoreBatch(torch.from_numpy(u), hist, cand, phase)
                 comps = self._component_scores(batch)
                 fused_cols = candidate_mask(hist, cand, comps[0].shape[1])  # (B, C) what `score` fuses
                 tgt = torch.from_numpy(cands.targets[s : s + bs])
@@ -292,6 +402,7 @@ class HybridScorer:
             "valid_NDCG@10_single": single,
             "valid_protocol": protocol,
             "valid_users": int(len(cands.users)),
+            **({"phase": phase} if phase != "valid" else {}),
             "grid_points": len(results),
         }
         return self.learned
@@ -300,6 +411,9 @@ class HybridScorer:
         rep: dict[str, Any] = {"fusion": self.cfg.fusion, "weights": dict(zip(self.components, self.weights))}
         if self.learned:
             rep["learned"] = self.learned
+        if self.ltr is not None:
+            rep["ltr"] = self.ltr.report()
+            del rep["weights"]
         for name, s in self.components.items():
             if hasattr(s, "report"):
                 rep[f"component:{name}"] = s.report()
@@ -322,4 +436,5 @@ def _factory(arg: str | None, ctx: ScorerContext) -> HybridScorer:
     return HybridScorer(cfg, ctx)
 
 
-SCORERS.add("hybrid", _factory, "fusion of scorers (rrf | weighted | learned) + optional re-ranking: hybrid:CONFIG.yaml")
+SCORERS.add("hybrid", _factory,
+            "fusion of scorers (rrf | weighted | learned | ltr) + optional re-ranking: hybrid:CONFIG.yaml")
