@@ -99,7 +99,7 @@ LTR_GROUPS = ("components", "popularity", "recency", "history", "text", "llm")
 class LTRConfig:
     """The `ltr` fusion (`ltr:` in a hybrid config); what each setting does: `llmrec.scorers.ltr`."""
 
-    retriever: str = ""  # the component whose top N the combiner re-orders (default: the first)
+    retriever: str = ""  # whose top N the combiner re-orders: a component (default: the first) | rrf | weighted
     top_n: int = 100  # candidates per user the combiner ranks, in training and in scoring
     folds: int = 5  # K of the cross-fit over validation users
     inject_target: bool = False  # add a target the retriever missed to its user's group (a leak; see ltr.py)
@@ -164,8 +164,9 @@ class HybridConfig:
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError(f"component names must be unique, got {names}")
-        if self.ltr.retriever and self.ltr.retriever not in names:
-            raise ValueError(f"ltr.retriever {self.ltr.retriever!r} is not a component; components: {names}")
+        if self.ltr.retriever and self.ltr.retriever not in names + ["rrf", "weighted"]:
+            raise ValueError(f"ltr.retriever {self.ltr.retriever!r} is neither a component ({', '.join(names)}) "
+                             f"nor rrf / weighted (that fusion of the components)")
         if not 0 < self.grid_step <= 1:
             raise ValueError("grid_step must be in (0, 1]")
 
@@ -298,7 +299,7 @@ class HybridScorer:
             cands = cands.subset(np.sort(rng.choice(len(cands.users), c.max_users, replace=False)))
         names = list(self.components)
         specs = [comp.scorer for comp in self.cfg.components]
-        fusion = LTRFusion(c, names, specs, self.ctx.seed, train_fn)
+        fusion = LTRFusion(c, names, specs, self.ctx.seed, train_fn, self.weights, self.cfg.rrf_k)
         llm_top = self.cfg.rerank.top_n if self.cfg.rerank is not None else 0
         fusion.fit(dataset, split, cands, self._component_scores, self.ctx, self.reranker, llm_top, self.batch_size)
         self.ltr = fusion
