@@ -140,13 +140,26 @@ def evaluate_row(protocol: str, spec: dict[str, Any], ds: Any, split: Any, cands
     save_row({
         "protocol": protocol, "dataset": ds.name, "name": spec["name"], "scorer": spec["scorer"],
         "llm": spec.get("llm"), "options": spec.get("options", {}), "vs": spec.get("vs"),
-        "users": n_all, "ranked": len(cands.users), "candidates_hash": cands.hash,
+        "users": n_all, "ranked": len(cands.users), "candidates_hash": cands.hash, "user_sample": MAX_USERS or None,
         **{k: round(v, 4) for k, v in m.items()},
         "seconds": round(time.perf_counter() - t0, 1),
         "s_per_user": round(res.seconds / max(len(cands.users), 1), 3),
         "report": {k: rep[k] for k in ("prompt_tokens_per_user", "requests", "cache_hits", "unnamed_rule")
                    if k in rep},
     }, ranks)
+
+
+def user_sample(cands: Any) -> Any:
+    """With --max-users N: a seeded sample of N users (seed 0) when the protocol has more; the same sample for
+    every row of that protocol, so the paired tests stay paired."""
+    if not MAX_USERS or len(cands.users) <= MAX_USERS:
+        return cands
+    return cands.subset(np.sort(np.random.default_rng(SEED).choice(len(cands.users), MAX_USERS, replace=False)))
+
+
+def wanted(name: str) -> bool:
+    """--rows: only the rows whose name contains one of the given strings (baselines are cheap: always run)."""
+    return not ROWS or name in ("pop", "itemknn", "SASRec") or any(r in name for r in ROWS)
 
 
 def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -> None:
@@ -158,15 +171,14 @@ def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -
         ds = load_dataset(PROTOCOLS[protocol])
         split = leave_one_out(ds)
         cands = make_candidates(ds, split, protocol, "test", SEED)
-        if MAX_USERS:  # a smoke run: a seeded sample of the users
-            cands = cands.subset(np.sort(np.random.default_rng(SEED).choice(len(cands.users), MAX_USERS, replace=False)))
+        cands = user_sample(cands)
         n_all = len(cands.users)
         present = (cands.items == cands.targets[:, None]).any(axis=1)
         ranked = cands.subset(np.nonzero(present)[0]) if not present.all() else cands
         specs = [{"name": "pop", "scorer": "pop"}, {"name": "itemknn", "scorer": "itemknn"},
                  {"name": "SASRec", "scorer": sasrec_run(ds.name)}, *llm_rows(adapter, yesno)]
         for spec in specs:
-            if not redo and row_key(protocol, spec["name"]) in have:
+            if not redo and row_key(protocol, spec["name"]) in have or not wanted(spec["name"]):
                 continue
             print(f"== {protocol} {spec['name']} ({len(ranked.users)} of {n_all} users ranked)", file=sys.stderr,
                   flush=True)
@@ -194,7 +206,7 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
 
     ds = load_dataset("ml-100k")
     split = leave_one_out(ds)
-    cands = make_candidates(ds, split, "full", "test", SEED)
+    cands = user_sample(make_candidates(ds, split, "full", "test", SEED))
     run = sasrec_run("ml-100k")
     have = done_rows()
     specs = [{"name": "SASRec", "scorer": run},
@@ -204,7 +216,7 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
               "scorer": f"hybrid:{two_stage_config('tuned', run, f'{BASE}+{adapter}').relative_to(ROOT)}",
               "vs": "SASRec"}]
     for spec in specs:
-        if not redo and row_key("full", spec["name"]) in have:
+        if not redo and row_key("full", spec["name"]) in have or not wanted(spec["name"]):
             continue
         print(f"== full {spec['name']}", file=sys.stderr, flush=True)
         evaluate_row("full", spec, ds, split, cands, len(cands.users))
@@ -301,17 +313,20 @@ def markdown(data: dict[str, Any]) -> str:
              "table on one saved candidate set. Leave-one-out by time, test targets, seed 0, ties pessimistic; "
              "LLM rows: `hf:` fp32, the last 10 history titles, greedy. 95% CIs: bootstrap over users. Paired "
              "tests: mean NDCG@10 difference over the same users with its 95% CI and the paired-bootstrap p.", ""]
-    titles = {"sampled:19": "ml-100k `sampled:19` (19 uniform negatives + the target), all 943 users",
+    titles = {"sampled:19": "ml-100k `sampled:19` (19 uniform negatives + the target), {users}",
               "nir": "nir-ml-100k `nir` (the 170 published NIR candidate sets, 19 candidates)",
-              "nir-uf:19": "nir-ml-100k `nir-uf:19` (NIR user filtering, 19 candidates), all 943 users; a user "
+              "nir-uf:19": "nir-ml-100k `nir-uf:19` (NIR user filtering, 19 candidates), {users}; a user "
                            "whose candidates miss the target is a miss for every method",
-              "full": "ml-100k `full` (every item, history masked), all 943 users: two stages"}
+              "full": "ml-100k `full` (every item, history masked), {users}: two stages"}
     for protocol in ("sampled:19", "nir", "nir-uf:19", "full"):
         pr = [r for r in rows if r["protocol"] == protocol]
         if not pr:
             continue
         ref = "SASRec" if protocol == "full" else "itemknn"
-        lines += [f"## {titles[protocol]}", "",
+        n = pr[0]["users"]
+        users = (f"a seeded sample of {n} users (seed 0; every row on the same users)" if pr[0].get("user_sample")
+                 else f"all {n} users")
+        lines += [f"## {titles[protocol].format(users=users)}", "",
                   f"| method | HR@10 | NDCG@10 | NDCG@10 95% CI | MRR | vs {ref} (ΔNDCG@10) | vs zero-shot | s/user |",
                   "|---|---:|---:|---|---:|---|---|---:|"]
         for r in pr:
@@ -337,10 +352,11 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 MAX_USERS = 0
+ROWS: list[str] = []
 
 
 def main() -> int:
-    global ADAPTER, OUT, RANKS, MAX_USERS
+    global ADAPTER, OUT, RANKS, MAX_USERS, ROWS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stages", nargs="+", default=["quality", "two_stage", "speed"],
                     choices=["quality", "two_stage", "speed", "report"])
@@ -350,11 +366,16 @@ def main() -> int:
     ap.add_argument("--speed-users", type=int, default=40)
     ap.add_argument("--redo", action="store_true", help="recompute rows already in the results")
     ap.add_argument("--out", help="results STEM (default eval/results/llm_tuned); ranks go to STEM_ranks/")
-    ap.add_argument("--max-users", type=int, default=0, help="quality stage: a seeded sample of users (a smoke run; "
-                                                               "needs --out)")
+    ap.add_argument("--max-users", type=int, default=0,
+                    help="a seeded sample of N users for protocols with more (the same sample for every row; the "
+                         "tables say so); the 170 nir sets are always complete")
+    ap.add_argument("--rows", nargs="+", default=[],
+                    help="only the LLM rows whose name contains one of these strings (e.g. verbalizer 'pointwise "
+                         "tuned (trained'); the baselines always run")
     args = ap.parse_args()
-    if args.max_users and not args.out:
-        ap.error("--max-users writes a partial table: give --out")
+    if args.max_users < 0:
+        ap.error("--max-users must be ≥ 0")
+    ROWS = args.rows
     if args.out:
         OUT = Path(args.out).with_suffix("")
         RANKS = OUT.with_name(OUT.name + "_ranks")

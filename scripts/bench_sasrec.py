@@ -130,16 +130,17 @@ def markdown(rows: list[dict], recbole: dict) -> str:
             f"{r['dataset']} (`{Path(row_key(r)[2]).name}`) trained while other jobs shared the 2 cores "
             f"(load average {r['load_average_after']} after the run)" for r in loaded)
             + ". These seconds are an upper bound; quality is unaffected (the runs are deterministic under the seed)."]
-    by_ds: dict[str, list[dict]] = {}
-    for r in rows:
-        by_ds.setdefault(r["dataset"], []).append(r)  # first row per data set: the default config
-    multi = {d: rs for d, rs in by_ds.items() if len(rs) > 1}
+    by_cfg: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:  # seeds of one data set AND one config (two configs are two models, never two seeds)
+        by_cfg.setdefault((r["dataset"], Path(row_key(r)[2]).name), []).append(r)
+    multi = {k: rs for k, rs in by_cfg.items() if len(rs) > 1}
     if multi:
-        lines += ["", "Mean ± std over seeds:", "", "| data set | seeds | test HR@10 | test NDCG@10 |", "|---|---|---|---|"]
-        for d, rs in multi.items():
+        lines += ["", "Mean ± std over seeds:", "", "| data set | config | seeds | test HR@10 | test NDCG@10 |",
+                  "|---|---|---|---|---|"]
+        for (d, cfg_name), rs in multi.items():
             hr = [r["test_full"]["HR@10"] for r in rs]
             nd = [r["test_full"]["NDCG@10"] for r in rs]
-            lines.append(f"| {d} | {len(rs)} | {statistics.mean(hr):.4f} ± {statistics.stdev(hr):.4f} | "
+            lines.append(f"| {d} | `{cfg_name}` | {len(rs)} | {statistics.mean(hr):.4f} ± {statistics.stdev(hr):.4f} | "
                          f"{statistics.mean(nd):.4f} ± {statistics.stdev(nd):.4f} |")
     if recbole:
         lines += [
@@ -155,7 +156,7 @@ def markdown(rows: list[dict], recbole: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for d, rb in recbole.items():
-            for r in by_ds.get(d, [])[:1]:
+            for r in by_cfg.get((d, f"sasrec_{d}.yaml"), [])[:1]:  # the default config, the one RecBole matched
                 lines.append(
                     f"| {d} | llmrec | {r['seed']} | {r['seconds_to_best']:.0f} | {r['best_epoch']} | "
                     f"{r['epoch_train_seconds']:.1f} | {r['targets_per_second']:.0f} | {r['best_valid_NDCG@10']:.4f} | "
