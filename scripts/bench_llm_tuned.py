@@ -381,7 +381,8 @@ def main() -> int:
         RANKS = OUT.with_name(OUT.name + "_ranks")
     MAX_USERS = args.max_users
     ADAPTER = args.adapter
-    if not (Path(args.adapter) / "manifest.json").is_file():
+    only_zero_shot = bool(ROWS) and all("zero-shot" in r for r in ROWS) and set(args.stages) <= {"quality", "report"}
+    if not (Path(args.adapter) / "manifest.json").is_file() and not only_zero_shot:
         ap.error(f"{args.adapter}: no tuned adapter (run llmrec tune-llm first, see eval/configs/llm_tune_ml-100k.yaml)")
     for stage in args.stages:
         if stage == "quality":
