@@ -146,6 +146,7 @@ def evaluate_row(protocol: str, spec: dict[str, Any], ds: Any, split: Any, cands
         "s_per_user": round(res.seconds / max(len(cands.users), 1), 3),
         "report": {k: rep[k] for k in ("prompt_tokens_per_user", "requests", "cache_hits", "unnamed_rule")
                    if k in rep},
+        **({"mix_learned": rep["rerank"]["mix_learned"]} if "mix_learned" in rep.get("rerank", {}) else {}),
     }, ranks)
 
 
@@ -185,15 +186,18 @@ def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -
             evaluate_row(protocol, spec, ds, split, ranked, n_all)
 
 
-def two_stage_config(name: str, run: str, llm: str) -> Path:
+def two_stage_config(name: str, run: str, llm: str, mix: str = "none") -> Path:
     import yaml
 
-    path = ROOT / "eval" / "configs" / "hybrids" / f"llm_tuned_{name}.yaml"
-    cfg = {"name": f"sasrec-top20-{name}", "fusion": "weighted",
+    stem = name if mix == "none" else f"{name}_mix"
+    path = ROOT / "eval" / "configs" / "hybrids" / f"llm_tuned_{stem}.yaml"
+    cfg = {"name": f"sasrec-top20-{stem}", "fusion": "weighted",
            "components": [{"name": "sasrec", "scorer": run.replace(str(ROOT) + "/", "")}],
-           "rerank": {"scorer": "llm:verbalizer", "top_n": 20, "llm": llm,
+           "rerank": {"scorer": "llm:verbalizer", "top_n": 20, "llm": llm, "mix": mix, "mix_users": 200,
                       "options": {"history_len": HISTORY, "backend": {"num_threads": 1, "batch_size": 16}}}}
-    text = (f"# SASRec's top 20 (full ranking) re-ranked by the {name.replace('_', ' ')} verbalizer "
+    how = ("re-ranked by" if mix == "none" else
+           "ordered by a blend of SASRec's and the verbalizer's z-scores (λ learned on 200 validation users) of")
+    text = (f"# SASRec's top 20 (full ranking) {how} the {name.replace('_', ' ')} verbalizer "
             f"(scripts/bench_llm_tuned.py, stage two_stage).\n" + yaml.safe_dump(cfg, sort_keys=False))
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
@@ -214,6 +218,12 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
               "scorer": f"hybrid:{two_stage_config('zero_shot', run, BASE).relative_to(ROOT)}", "vs": "SASRec"},
              {"name": "SASRec top 20 → tuned verbalizer",
               "scorer": f"hybrid:{two_stage_config('tuned', run, f'{BASE}+{adapter}').relative_to(ROOT)}",
+              "vs": "SASRec"},
+             {"name": "SASRec top 20 + zero-shot verbalizer, blend λ on validation",
+              "scorer": f"hybrid:{two_stage_config('zero_shot', run, BASE, 'learn').relative_to(ROOT)}",
+              "vs": "SASRec"},
+             {"name": "SASRec top 20 + tuned verbalizer, blend λ on validation",
+              "scorer": f"hybrid:{two_stage_config('tuned', run, f'{BASE}+{adapter}', 'learn').relative_to(ROOT)}",
               "vs": "SASRec"}]
     for spec in specs:
         if not redo and row_key("full", spec["name"]) in have or not wanted(spec["name"]):
@@ -334,6 +344,12 @@ def markdown(data: dict[str, Any]) -> str:
             vs_zero = _test(protocol, r["name"], r["vs"]) if r.get("vs") and r["vs"] != ref else "–"
             lines.append(f"| {r['name']} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | {_ci(protocol, r['name'])} | "
                          f"{r['MRR']:.4f} | {vs_ref} | {vs_zero} | {r['s_per_user']} |")
+        for r in pr:
+            if r.get("mix_learned"):
+                ml = r["mix_learned"]
+                curve = ", ".join(f"{k}: {v:.4f}" for k, v in ml["valid_NDCG@10_by_mix"].items())
+                lines.append(f"\n{r['name']}: λ = {ml['mix']} chosen on {ml['valid_users']} validation users "
+                             f"(`{ml['valid_protocol']}`; validation NDCG@10 by λ: {curve}).")
         lines.append("")
     sp = data.get("speed")
     if sp:

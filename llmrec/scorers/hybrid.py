@@ -30,7 +30,8 @@ validation users disjoint from the ones the fusion learns on.
 Two stages (LlamaRec style, `rerank:` in the config): the fused scores retrieve each user's top N valid columns,
 a second scorer (typically `llm:verbalizer`) scores just those N, and they are placed above everything else in
 the re-ranker's order (ties keep the first-stage order; tied in both stages, they stay tied); the rest keep the
-first-stage order. Because stage two
+first-stage order. `rerank.mix` blends instead of replacing: the top N ordered by (1-λ)·z(first stage) +
+λ·z(re-ranker), with λ given or learned on validation users (`mix: learn`). Because stage two
 only ever sees N candidates, a two-stage hybrid also works under full ranking. Under `fusion: ltr` the
 re-ranker is not a last stage but a feature: it scores the retriever's first `rerank.top_n` candidates and the
 combiner learns how far to trust it.
@@ -42,7 +43,7 @@ Config (YAML; unknown keys are errors):
       - {name: itemknn, scorer: itemknn}
       - {name: text, scorer: "text:minilm+adapters/ml-100k-minilm-lora", weight: 0.5}
     fusion: learned          # rrf | weighted | learned | ltr
-    rerank: {scorer: "llm:verbalizer", top_n: 20, llm: "hf:smollm2-135m", options: {window: 20}}
+    rerank: {scorer: "llm:verbalizer", top_n: 20, llm: "hf:smollm2-135m", options: {window: 20}, mix: none}
     ltr: {retriever: sasrec, top_n: 100, folds: 5}   # fusion: ltr only; see LTRConfig
 """
 
@@ -86,10 +87,20 @@ class RerankConfig:
     top_n: int = 20
     llm: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # how the top N are ordered: none = by the re-ranker alone (LlamaRec); a number λ in [0, 1] = by
+    # (1-λ)·z(first stage) + λ·z(re-ranker), z-scored over the user's top N; learn = λ on the grid 0, 0.1, …, 1
+    # with the best validation NDCG@10 over `mix_users` seeded validation users (ties: the smaller λ)
+    mix: Any = "none"
+    mix_users: int = 200
 
     def __post_init__(self) -> None:
         if self.top_n < 1:
             raise ValueError(f"rerank.top_n must be ≥ 1, got {self.top_n}")
+        if self.mix not in ("none", "learn") and not (
+                isinstance(self.mix, (int, float)) and not isinstance(self.mix, bool) and 0 <= self.mix <= 1):
+            raise ValueError(f"rerank.mix must be none, learn or a number in [0, 1], got {self.mix!r}")
+        if self.mix_users < 1:
+            raise ValueError(f"rerank.mix_users must be ≥ 1, got {self.mix_users}")
 
 
 LTR_GROUPS = ("components", "popularity", "recency", "history", "text", "llm")
@@ -226,6 +237,28 @@ def fuse(
     return out.masked_fill(~valid, NEG)
 
 
+def place_reranked(fused: torch.Tensor, top: torch.Tensor, top_valid: torch.Tensor, second: torch.Tensor,
+                   mix: float | None) -> torch.Tensor:
+    """The two-stage scores: each user's top-n columns (`top`, best first by `fused`) placed above every other
+    column, ordered by the re-ranker's `second` scores (mix None) or by (1-mix)·z(first) + mix·z(second) over
+    the valid top n; ties by the first stage, tied in both: one (worst) rank. The rest keep `fused`."""
+    n = top.shape[1]
+    first = fused.gather(1, top)
+    primary = second
+    if mix is not None:
+        finite = torch.isfinite(second) & top_valid
+        low = torch.where(finite, second, torch.full_like(second, torch.inf)).min(1, keepdim=True).values
+        low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
+        sec = torch.where(torch.isfinite(second), second, low - 1)  # a non-finite (unnamed) score: below the rest
+        primary = (1 - mix) * zscore(first, top_valid) + mix * zscore(sec, top_valid)
+    order_key = rank_lexicographic(primary, first, top_valid)  # (B, n), 1 = best
+    out = fused.clone()
+    base = fused.masked_fill(fused <= NEG / 2, 0).abs().max() + 1e6  # above every first-stage score
+    bonus = base + (n + 1 - order_key)  # (B, n)
+    out.scatter_(1, top, torch.where(top_valid, bonus, first))
+    return out
+
+
 def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
     """All weight vectors of n non-negative entries summing to 1 on a grid of `step`."""
     m = int(round(1 / step))
@@ -263,6 +296,11 @@ class HybridScorer:
             self.reranker = build_scorer(r.scorer, ScorerContext(seed=self.ctx.seed, llm=r.llm or self.ctx.llm,
                                                                  options=dict(r.options)))
         self.learned: dict[str, Any] = {}
+        # λ of the re-ranking mix (None: the re-ranker's order alone); `learn` sets it in fit
+        self.mix: float | None = None
+        if cfg.rerank is not None and cfg.rerank.mix not in ("none", "learn"):
+            self.mix = float(cfg.rerank.mix)
+        self.mix_learned: dict[str, Any] = {}
         self.ltr: Any = None  # the fitted `llmrec.scorers.ltr.LTRFusion` (fusion: ltr)
         self.last_components: dict[str, torch.Tensor] = {}
         self.last_first_stage: torch.Tensor | None = None
@@ -285,6 +323,9 @@ class HybridScorer:
             self.learn_weights(dataset, split, self.cfg.learn_protocol or self.protocol)
         if self.cfg.fusion == "ltr" and self.ltr is None:
             self.fit_ltr(dataset, split, self.cfg.learn_protocol or self.protocol)
+        rr = self.cfg.rerank
+        if rr is not None and rr.mix == "learn" and not self.mix_learned and self.cfg.fusion != "ltr":
+            self.learn_mix(dataset, split, self.cfg.learn_protocol or self.protocol)
 
     def fit_ltr(self, dataset: Dataset, split: Split, protocol: str, train_fn: Any = None) -> dict[str, Any]:
         """Fit the `ltr` combiner on `protocol`'s validation candidates (see `llmrec.scorers.ltr`); train_fn
@@ -335,22 +376,57 @@ class HybridScorer:
         return self._rerank(batch, fused)
 
     def _rerank(self, batch: ScoreBatch, fused: torch.Tensor) -> torch.Tensor:
-        B, C = fused.shape
-        n = min(self.cfg.rerank.top_n, C)  # type: ignore[union-attr]
+        top, top_valid, second = self._second_stage(batch, fused)
+        return place_reranked(fused, top, top_valid, second, self.mix)
+
+    def _second_stage(self, batch: ScoreBatch, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(top, top_valid, second): each user's top-n columns by the first stage (best first), which of them
+        are real candidates, and the re-ranker's (B, n) scores of those items."""
+        n = min(self.cfg.rerank.top_n, fused.shape[1])  # type: ignore[union-attr]
         top = torch.topk(fused, n, dim=1).indices  # (B, n) columns, best first
         top_valid = fused.gather(1, top) > NEG / 2
         items = top if batch.candidates is None else batch.candidates.gather(1, top)  # (B, n) item ids
         items = torch.where(top_valid, items, torch.zeros_like(items))
         sub = ScoreBatch(batch.users, batch.history, items.to(torch.long), batch.phase)
         second = self.reranker.score(sub)  # type: ignore[union-attr]
-        second = torch.as_tensor(second, dtype=torch.float64)
-        # order inside the top n: by the re-ranker, ties by the first stage; tied in both: one (worst) rank
-        order_key = rank_lexicographic(second, fused.gather(1, top), top_valid)  # (B, n), 1 = best
-        out = fused.clone()
-        base = fused.masked_fill(fused <= NEG / 2, 0).abs().max() + 1e6  # above every first-stage score
-        bonus = base + (n + 1 - order_key)  # (B, n)
-        out.scatter_(1, top, torch.where(top_valid, bonus, fused.gather(1, top)))
-        return out
+        return top, top_valid, torch.as_tensor(second, dtype=torch.float64)
+
+    def learn_mix(self, dataset: Dataset, split: Split, protocol: str) -> dict[str, Any]:
+        """`rerank.mix: learn`: λ from the grid 0, 0.1, …, 1 with the best NDCG@10 on the validation targets of
+        `mix_users` seeded users (ties: the smaller λ, trusting the first stage). The re-ranker scores each
+        user's top n once; every λ is then scored by `place_reranked`, the function `score` uses, under the
+        masking `evaluate` uses. Test targets are never read."""
+        from llmrec.data.candidates import make_candidates
+
+        rr = self.cfg.rerank
+        assert rr is not None and self.reranker is not None
+        cands = make_candidates(dataset, split, protocol, "valid", self.ctx.seed)
+        if len(cands.users) > rr.mix_users:
+            rng = np.random.default_rng(self.ctx.seed)
+            cands = cands.subset(np.sort(rng.choice(len(cands.users), rr.mix_users, replace=False)))
+        parts: list[tuple[torch.Tensor, ...]] = []
+        bs = self.batch_size
+        with torch.inference_mode():
+            for s in range(0, len(cands.users), bs):
+                u = cands.users[s : s + bs]
+                hist = torch.from_numpy(split.history(u, "valid"))
+                cand = None if cands.items is None else torch.from_numpy(cands.items[s : s + bs])
+                batch = ScoreBatch(torch.from_numpy(u), hist, cand, "valid")
+                fused = self.first_stage(batch)
+                top, top_valid, second = self._second_stage(batch, fused)
+                mask = candidate_mask(hist, cand, fused.shape[1])
+                ranked, col = target_columns(cand, torch.from_numpy(cands.targets[s : s + bs]), mask)
+                parts.append((fused, top, top_valid, second, col, ranked))
+        grid = [round(i / 10, 1) for i in range(11)]
+        curve = {}
+        for lam in grid:
+            r = torch.cat([pessimistic_ranks(place_reranked(f, t, tv, sc, lam), c, v) for f, t, tv, sc, c, v in parts])
+            curve[lam] = float(np.mean(per_user_metric(r.numpy(), "NDCG@10")))
+        best = max(grid, key=lambda lam: (curve[lam], -lam))
+        self.mix = best
+        self.mix_learned = {"mix": best, "valid_NDCG@10": curve[best], "valid_NDCG@10_by_mix": curve,
+                            "valid_protocol": protocol, "valid_users": int(len(cands.users))}
+        return self.mix_learned
 
     def learn_weights(self, dataset: Dataset, split: Split, protocol: str, phase: Phase = "valid") -> dict[str, Any]:
         """Grid search of the weight simplex for the best validation NDCG@10 (weighted z-score fusion).
@@ -419,7 +495,10 @@ class HybridScorer:
             if hasattr(s, "report"):
                 rep[f"component:{name}"] = s.report()
         if self.reranker is not None:
-            rep["rerank"] = {"scorer": self.cfg.rerank.scorer, "top_n": self.cfg.rerank.top_n}  # type: ignore[union-attr]
+            rep["rerank"] = {"scorer": self.cfg.rerank.scorer, "top_n": self.cfg.rerank.top_n,  # type: ignore[union-attr]
+                             "mix": "none" if self.mix is None else self.mix}
+            if self.mix_learned:
+                rep["rerank"]["mix_learned"] = self.mix_learned
             if hasattr(self.reranker, "report"):
                 rep["rerank"]["report"] = self.reranker.report()
         return rep

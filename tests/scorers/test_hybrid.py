@@ -238,3 +238,85 @@ def test_context_options_override_config(tiny, tmp_path):
     h = build_scorer(spec, ScorerContext(options={"fusion": "weighted"}))
     assert h.cfg.fusion == "weighted"
     assert np.isclose(sum(h.weights), 2.0)
+
+
+def test_place_reranked_mix_golden():
+    from llmrec.scorers.hybrid import place_reranked
+
+    fused = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]], dtype=torch.float64)
+    top = torch.tensor([[0, 1, 2]])
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    second = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)  # the re-ranker reverses the first stage
+
+    def order(mix):
+        out = place_reranked(fused, top, valid, second, mix)
+        return torch.argsort(out[0], descending=True, stable=True).tolist()
+
+    assert order(None) == [2, 1, 0, 3, 4]  # the re-ranker's order alone (LlamaRec)
+    assert order(1.0) == [2, 1, 0, 3, 4]
+    assert order(0.0) == [0, 1, 2, 3, 4]  # the first stage's order
+    # λ = 0.5: z(first) = -z(second), every blend is 0 -> ties broken by the first stage
+    assert order(0.5) == [0, 1, 2, 3, 4]
+    assert order(0.6) == [2, 1, 0, 3, 4]  # 0.4·z1 + 0.6·z2 favours the re-ranker
+    # an unnamed (-inf) re-ranker score sinks below the named ones instead of poisoning the z-scores
+    inf_second = torch.tensor([[0.0, -torch.inf, 2.0]], dtype=torch.float64)
+    out = place_reranked(fused, top, valid, inf_second, 0.9)
+    assert torch.argsort(out[0], descending=True, stable=True).tolist() == [2, 0, 1, 3, 4]
+
+
+class TargetOracle:
+    """A re-ranker that knows each user's validation target (sign +1) or avoids it (sign -1); test only."""
+
+    name = "oracle"
+
+    def __init__(self, targets: dict[int, int], sign: float) -> None:
+        self.targets, self.sign = targets, sign
+
+    def fit(self, dataset, split):
+        pass
+
+    def score(self, batch):
+        assert batch.phase == "valid", "learn_mix must only read validation"
+        t = torch.tensor([self.targets[int(u)] for u in batch.users])
+        return self.sign * (batch.candidates == t[:, None]).to(torch.float64)
+
+
+@pytest.mark.parametrize("sign,expected", [(1.0, 1.0), (-1.0, 0.0), (0.0, 0.0)])
+def test_rerank_mix_learned_on_validation(tiny, tmp_path, sign, expected):
+    from llmrec.data.candidates import make_candidates
+    from llmrec.evaluation import evaluate
+
+    ds, split = tiny
+    valid = make_candidates(ds, split, "full", "valid", 0)
+    targets = dict(zip(valid.users.tolist(), valid.targets.tolist()))
+    SCORERS.add("test-oracle", lambda arg, ctx: TargetOracle(targets, sign), "test only")
+    try:
+        spec = _config(tmp_path, components=[{"name": "pop", "scorer": "pop"}], fusion="weighted",
+                       rerank={"scorer": "test-oracle", "top_n": 5, "mix": "learn", "mix_users": 10_000})
+        h = build_scorer(spec)
+        h.bind_protocol("full")
+        h.fit(ds, split)
+        learned = h.mix_learned
+        assert learned["valid_users"] == len(valid.users)
+        curve = learned["valid_NDCG@10_by_mix"]
+        assert curve[h.mix] == max(curve.values()) and learned["valid_NDCG@10"] == curve[h.mix]
+        assert all(curve[lam] < curve[h.mix] for lam in curve if lam < h.mix)  # ties go to the smaller λ
+        assert h.report()["rerank"]["mix"] == h.mix
+        if sign > 0:  # an oracle earns weight and reaches its own ceiling
+            assert h.mix > 0 and curve[1.0] == curve[h.mix] > curve[0.0]
+        else:  # an anti-oracle or no opinion earns none
+            assert h.mix == expected
+        # the curve is what evaluate reports for that λ on the same validation users (same masking)
+        for lam in (0.0, 0.5, 1.0):
+            h.mix = lam
+            res = evaluate(h, ds, split, valid, progress=False)
+            assert curve[lam] == pytest.approx(res.metrics["NDCG@10"], abs=1e-9), lam
+    finally:
+        SCORERS._entries.pop("test-oracle")
+
+
+@pytest.mark.parametrize("mix", ["abc", 1.5, -0.1, True])
+def test_rerank_mix_bad_values(tmp_path, mix):
+    with pytest.raises(ConfigError, match="rerank.mix"):
+        build_scorer(_config(tmp_path, components=[{"name": "a", "scorer": "pop"}],
+                             rerank={"scorer": "pop", "mix": mix}))
