@@ -11,8 +11,10 @@ Stages:
   the tuned verbalizer on its trained template and on the held-out one, the tuned title-likelihood ranker
   (pointwise) on its trained and held-out templates, and (`--yesno`) the tuned yes/no ranker. 95% bootstrap CIs
   over users; paired tests of each tuned row against item-kNN and against its zero-shot counterpart.
-- two_stage: ml-100k `full`: SASRec alone, SASRec's top 20 re-ranked by the zero-shot verbalizer, and by the
-  tuned one (`hybrid:` configs eval/configs/hybrids/llm_tuned_*.yaml); paired tests against SASRec.
+- two_stage: ml-100k `full`: SASRec alone, SASRec's top 20 re-ranked by the zero-shot verbalizer and by the
+  tuned one, and blended with them (`rerank.mix: learn`: λ on 200 validation users) — the verbalizer's and the
+  title-likelihood ranker's, tuned and zero-shot (`hybrid:` configs eval/configs/hybrids/llm_tuned_*.yaml);
+  paired tests against SASRec.
 - speed: the tuning throughput from the adapter's manifest; on a vLLM server started with the adapter
   (`llmrec serve-llm --lora`, prefix caching off so repeated prompts are not free): users/s of the verbalizer
   through the adapter and through the base model on the same prompts, and the server's raw prefill rate on those
@@ -186,18 +188,18 @@ def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -
             evaluate_row(protocol, spec, ds, split, ranked, n_all)
 
 
-def two_stage_config(name: str, run: str, llm: str, mix: str = "none") -> Path:
+def two_stage_config(name: str, run: str, llm: str, mix: str = "none", ranker: str = "verbalizer") -> Path:
     import yaml
 
-    stem = name if mix == "none" else f"{name}_mix"
+    stem = (name if ranker == "verbalizer" else f"{name}_{ranker}") + ("" if mix == "none" else "_mix")
     path = ROOT / "eval" / "configs" / "hybrids" / f"llm_tuned_{stem}.yaml"
     cfg = {"name": f"sasrec-top20-{stem}", "fusion": "weighted",
            "components": [{"name": "sasrec", "scorer": run.replace(str(ROOT) + "/", "")}],
-           "rerank": {"scorer": "llm:verbalizer", "top_n": 20, "llm": llm, "mix": mix, "mix_users": 200,
+           "rerank": {"scorer": f"llm:{ranker}", "top_n": 20, "llm": llm, "mix": mix, "mix_users": 200,
                       "options": {"history_len": HISTORY, "backend": {"num_threads": 1, "batch_size": 16}}}}
     how = ("re-ranked by" if mix == "none" else
-           "ordered by a blend of SASRec's and the verbalizer's z-scores (λ learned on 200 validation users) of")
-    text = (f"# SASRec's top 20 (full ranking) {how} the {name.replace('_', ' ')} verbalizer "
+           f"ordered by a blend of SASRec's and the {ranker}'s z-scores (λ learned on 200 validation users) of")
+    text = (f"# SASRec's top 20 (full ranking) {how} the {name.replace('_', ' ')} {ranker} "
             f"(scripts/bench_llm_tuned.py, stage two_stage).\n" + yaml.safe_dump(cfg, sort_keys=False))
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
@@ -214,6 +216,9 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
     run = sasrec_run("ml-100k")
     have = done_rows()
     specs = [{"name": "SASRec", "scorer": run},
+             {"name": "SASRec top 20 + tuned pointwise, blend λ on validation",
+              "scorer": f"hybrid:{two_stage_config('tuned', run, f'{BASE}+{adapter}', 'learn', 'pointwise').relative_to(ROOT)}",
+              "vs": "SASRec"},
              {"name": "SASRec top 20 → zero-shot verbalizer",
               "scorer": f"hybrid:{two_stage_config('zero_shot', run, BASE).relative_to(ROOT)}", "vs": "SASRec"},
              {"name": "SASRec top 20 → tuned verbalizer",
@@ -224,6 +229,9 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
               "vs": "SASRec"},
              {"name": "SASRec top 20 + tuned verbalizer, blend λ on validation",
               "scorer": f"hybrid:{two_stage_config('tuned', run, f'{BASE}+{adapter}', 'learn').relative_to(ROOT)}",
+              "vs": "SASRec"},
+             {"name": "SASRec top 20 + zero-shot pointwise, blend λ on validation",
+              "scorer": f"hybrid:{two_stage_config('zero_shot', run, BASE, 'learn', 'pointwise').relative_to(ROOT)}",
               "vs": "SASRec"}]
     for spec in specs:
         if not redo and row_key("full", spec["name"]) in have or not wanted(spec["name"]):
