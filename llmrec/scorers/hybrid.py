@@ -180,6 +180,9 @@ class HybridConfig:
                              f"nor rrf / weighted (that fusion of the components)")
         if not 0 < self.grid_step <= 1:
             raise ValueError("grid_step must be in (0, 1]")
+        if self.fusion == "ltr" and self.rerank is not None and self.rerank.mix != "none":
+            raise ValueError("rerank.mix blends a last stage; under fusion: ltr the re-ranker is a feature the "
+                             "combiner weighs itself: drop rerank.mix")
 
 
 def _nan_last(x: torch.Tensor) -> torch.Tensor:

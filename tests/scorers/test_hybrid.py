@@ -320,3 +320,9 @@ def test_rerank_mix_bad_values(tmp_path, mix):
     with pytest.raises(ConfigError, match="rerank.mix"):
         build_scorer(_config(tmp_path, components=[{"name": "a", "scorer": "pop"}],
                              rerank={"scorer": "pop", "mix": mix}))
+
+
+def test_rerank_mix_is_refused_under_ltr(tmp_path):
+    with pytest.raises(ConfigError, match="rerank.mix blends a last stage"):
+        build_scorer(_config(tmp_path, components=[{"name": "a", "scorer": "pop"}], fusion="ltr",
+                             rerank={"scorer": "pop", "mix": "learn"}))
