@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,15 +45,11 @@ LLM_SPEC = "hf:smollm2-135m+{adapter}"
 METRICS = ("HR@10", "NDCG@10", "MRR")
 
 
-@contextmanager
 def bench_lock(enabled: bool):
-    if not enabled:
-        yield
-        return
+    """/tmp/llmrec-bench.lock unless --no-lock: one benchmark on the cores at a time."""
     from llmrec.io import file_lock
 
-    with file_lock(LOCK):
-        yield
+    return file_lock(LOCK, enabled)
 
 
 class Prefitted:

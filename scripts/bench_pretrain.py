@@ -27,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,15 +68,11 @@ def attribute_train_only(dataset, seed: int = 0):
     return replace(dataset, users=users)
 
 
-@contextmanager
 def bench_lock(enabled: bool):
-    if not enabled:
-        yield
-        return
+    """/tmp/llmrec-bench.lock unless --no-lock: one benchmark on the cores at a time."""
     from llmrec.io import file_lock
 
-    with file_lock(LOCK):
-        yield
+    return file_lock(LOCK, enabled)
 
 
 def run_unit(dataset, split, ds_name: str, settings: dict, model_name: str, objective: str | None, seed: int,
