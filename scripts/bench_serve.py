@@ -268,7 +268,10 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{row['p50_ms']:g} | {row['p95_ms']:g} | {row['p99_ms']:g} | {row['mean_batch']:g} | "
                 f"{row['errors']} | {row['load_average']:g} |"
             )
-    lines += ["", "Scorer specs: " + "; ".join(f"{r['scorer']} = `{r['spec']}`" for r in doc["results"]), ""]
+    lines += ["", "Scorer specs: " + "; ".join(f"{r['scorer']} = `{r['spec']}`" for r in doc["results"]), "",
+              "One run of each level, no repeats: the rows carry no spread, and the table makes no claim that one "
+              "scorer or setting serves faster than another beyond the goal line (ratio ≥ 0.5); rerun it on an idle "
+              "machine before comparing.", ""]
     return "\n".join(lines)
 
 
