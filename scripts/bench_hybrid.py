@@ -15,8 +15,10 @@ Per data set and seed:
      (LightGBM LambdaRank over the retriever's top N, cross-fitted over validation users, with an ablation of
      its feature groups on out-of-fold validation NDCG@10); and, as ceilings, `oracle-weights` (the weighted
      fusion with weights chosen on test targets, never a method). With --llm (ml-100k, where the adapter
-     folder exists): the two-stage `learned` + verbalizer re-ranking of the top 20 by the tuned LLM, and `ltr`
-     with the LLM's label log-lift as a feature.
+     folder exists): the two-stage `learned` + the tuned LLM (--llm-scorer, default the title-likelihood
+     `llm:pointwise`, the ranker the tuning moved; `llm:verbalizer` stays at chance) re-ordering the top 20,
+     blended with the first stage by a λ learned on 200 validation users (`rerank.mix: learn`), and `ltr`
+     with the LLM's score of the retriever's top 20 as a feature.
 Test: leave-one-out, full ranking (every item, the history masked), ties pessimistic. The paired tests compare
 each row with the best single component (by mean test NDCG@10 over seeds: the strictest reference) on each test
 user's NDCG@10 averaged over the seeds both rows ran (`llmrec.evaluation.compare.paired_tests`); 95% CIs are
@@ -153,14 +155,16 @@ def run_row(method: str, kind: str, cfg, comps: dict, dataset, split, seed: int,
         extra["scorer"] = next(c.scorer for c in cfg.components if c.name == method)
     else:
         llm = LLM_SPEC.format(adapter=args.llm_adapter)
-        rerank = RerankConfig(scorer="llm:verbalizer", top_n=20, llm=llm)
+        opts = {"history_len": 10, "backend": {"num_threads": args.threads, "batch_size": 16}}
+        rerank = RerankConfig(scorer=args.llm_scorer, top_n=20, llm=llm, options=opts)
         hcfg = {
             "rrf": replace(cfg, fusion="rrf", name="hybrid-rrf"),
             "weighted": replace(cfg, fusion="weighted", name="hybrid-weighted"),
             "learned": replace(cfg, fusion="learned", name="hybrid-learned"),
             "ltr": replace(cfg, fusion="ltr", name="hybrid-ltr"),
             "oracle-weights": replace(cfg, fusion="learned", name="oracle-weights", learn_users=2000),
-            "two-stage-llm": replace(cfg, fusion="learned", name="two-stage-llm", rerank=rerank),
+            "two-stage-llm": replace(cfg, fusion="learned", name="two-stage-llm",
+                                     rerank=replace(rerank, mix="learn", mix_users=200)),
             "ltr-llm": replace(cfg, fusion="ltr", name="ltr-llm", rerank=rerank),
         }[method]
         scorer = HybridScorer(hcfg, ScorerContext(seed=seed), components=comps)
@@ -182,6 +186,7 @@ def run_row(method: str, kind: str, cfg, comps: dict, dataset, split, seed: int,
                 extra["ablation_seconds"] = round(time.perf_counter() - ta, 1)
         if hcfg.rerank is not None:
             extra["llm"] = hcfg.rerank.llm
+            extra["llm_scorer"] = hcfg.rerank.scorer
     fit_s = time.perf_counter() - t
     res = evaluate(scorer, dataset, split, cands, ks=(10, 20), progress=False)
     extra["fit_seconds"] = round(fit_s, 1)
@@ -189,6 +194,8 @@ def run_row(method: str, kind: str, cfg, comps: dict, dataset, split, seed: int,
     rep = res.scorer_report or {}
     if kind != "component" and "rerank" in rep:
         extra["rerank_report"] = {k: rep["rerank"].get("report", {}).get(k) for k in ("parse_rate", "wall_s_per_user")}
+        if rep["rerank"].get("mix_learned"):
+            extra["mix_learned"] = rep["rerank"]["mix_learned"]
     return res, extra
 
 
@@ -274,6 +281,12 @@ def summarise(data: dict, ranks_dir: Path) -> dict[str, Any]:
                 "valid_NDCG@10_oof", "valid_NDCG@10_retriever", "target_in_top_n", "train_groups", "best_rounds",
                 "text_source", "recency")}} for c in ltr_cells],
             "oracle_per_user_best_component": statistics.mean(oracle) if oracle else None,
+            "llm_details": [{"seed": c["seed"], "method": c["method"], "llm": c.get("llm"),
+                             "scorer": c.get("llm_scorer", "llm:verbalizer"),
+                             "mix": (c.get("mix_learned") or {}).get("mix"),
+                             "llm_gain_share": (c.get("ltr") or {}).get("group_gain_share", {}).get("llm"),
+                             "s_per_user": (c.get("rerank_report") or {}).get("wall_s_per_user")}
+                            for c in dc if c["method"] in ("two-stage-llm", "ltr-llm")],
         }
     return out
 
@@ -347,6 +360,19 @@ def markdown(data: dict, summary: dict) -> str:
                              f"{s['oracle_per_user_best_component']:.4f} — the headroom any per-user mix of these "
                              f"components has.")
             lines.append("")
+        if s.get("llm_details"):
+            lines += ["### The tuned LLM in the hybrid", "",
+                      "`two-stage-llm`: the `learned` fusion's top 20 re-ordered by the LLM, blended with the fusion "
+                      "by λ chosen on 200 validation users; `ltr-llm`: `ltr` with the LLM's score of the "
+                      "retriever's top 20 as a feature.", "",
+                      "| seed | row | LLM | ranker | λ (blend) | LLM feature gain share | s/user |",
+                      "|---|---|---|---|---|---|---|"]
+            for d in s["llm_details"]:
+                gain = f"{d['llm_gain_share']:.3f}" if d["llm_gain_share"] is not None else ""
+                spu = f"{d['s_per_user']:.2f}" if d["s_per_user"] is not None else ""
+                lines.append(f"| {d['seed']} | {d['method']} | `{d['llm']}` | `{d['scorer']}` | "
+                             f"{'' if d['mix'] is None else d['mix']} | {gain} | {spu} |")
+            lines.append("")
     lines += ["## Selection hygiene", "",
               "Fusions learn on validation targets only; test targets are never read (except `oracle-weights`, "
               "labelled). `ltr` is cross-fitted over users (K folds; within each fold's training users a share "
@@ -372,6 +398,8 @@ def main() -> int:
                     help="tiny and quick: ml-100k, seed 0, SASRec 2 epochs, BPR 5, 3 folds; writes under /tmp")
     ap.add_argument("--llm", action="store_true", help="also the tuned-LLM rows (ml-100k, if --llm-adapter exists)")
     ap.add_argument("--llm-adapter", default="adapters/ml-100k-smollm2-lora")
+    ap.add_argument("--llm-scorer", default="llm:pointwise", choices=["llm:pointwise", "llm:verbalizer"],
+                    help="the tuned LLM's ranker in the --llm rows (default: title likelihood)")
     ap.add_argument("--no-ablation", action="store_true", help="skip refitting ltr without each feature group")
     ap.add_argument("--runs", default=None, help="SASRec runs (default runs/hybrid-bench)")
     ap.add_argument("--out", default=None, help="results stem (default eval/results/hybrid)")
