@@ -136,7 +136,7 @@ def methods_for(ds: str, cfg, args: argparse.Namespace) -> list[tuple[str, str]]
     rows = [(c.name, "component") for c in cfg.components] + [(f, "fusion") for f in FUSIONS]
     rows.append(("oracle-weights", "oracle"))
     if args.llm and ds == "ml-100k" and (ROOT / args.llm_adapter).is_dir():
-        rows += [("two-stage-llm", "fusion"), ("ltr-llm", "fusion")]
+        rows += [("ltr-llm", "fusion"), ("two-stage-llm", "fusion")]
     return rows
 
 
