@@ -211,6 +211,10 @@ def save_ranks(path: Path, ranks) -> None:
 # ------------------------------------------------------------------------------------------------- the report
 
 
+# each LLM row and the fusion it extends: the paired test between them is the LLM's own contribution
+LLM_COUNTERPART = {"ltr-llm": "ltr", "two-stage-llm": "learned"}
+
+
 def per_user_ndcg(ranks_dir: Path, ds: str, method: str, seeds: list[int]):
     import numpy as np
 
@@ -270,6 +274,16 @@ def summarise(data: dict, ranks_dir: Path) -> dict[str, Any]:
             have = [m for m in comps if s in by[m]]
             if len(have) == len(comps):
                 oracle.append(float(np.max([per_user_ndcg(ranks_dir, ds, m, [s]) for m in comps], axis=0).mean()))
+        # does the LLM add anything? each LLM row against the same fusion without the LLM, on the seeds both ran
+        llm_vs = []
+        for m, base in LLM_COUNTERPART.items():
+            shared = sorted(set(by.get(m, {})) & set(by.get(base, {})))
+            if shared:
+                llm_vs.append({"method": m, "counterpart": base, "seeds": shared,
+                               "NDCG@10": statistics.mean(by[m][s]["NDCG@10"] for s in shared),
+                               "counterpart NDCG@10": statistics.mean(by[base][s]["NDCG@10"] for s in shared),
+                               **paired_tests(per_user_ndcg(ranks_dir, ds, m, shared),
+                                              per_user_ndcg(ranks_dir, ds, base, shared))})
         fusion_rows = [r for r in rows if r["kind"] == "fusion" and "vs_best" in r]
         met = [r["method"] for r in fusion_rows if r["vs_best"]["diff"] > 0 and r["vs_best"]["p_bootstrap"] < 0.05]
         out[ds] = {
@@ -286,7 +300,8 @@ def summarise(data: dict, ranks_dir: Path) -> dict[str, Any]:
                              "mix": (c.get("mix_learned") or {}).get("mix"),
                              "llm_gain_share": (c.get("ltr") or {}).get("group_gain_share", {}).get("llm"),
                              "s_per_user": (c.get("rerank_report") or {}).get("wall_s_per_user")}
-                            for c in dc if c["method"] in ("two-stage-llm", "ltr-llm")],
+                            for c in dc if c["method"] in LLM_COUNTERPART],
+            "llm_vs_counterpart": llm_vs,
         }
     return out
 
@@ -372,6 +387,17 @@ def markdown(data: dict, summary: dict) -> str:
                 spu = f"{d['s_per_user']:.2f}" if d["s_per_user"] is not None else ""
                 lines.append(f"| {d['seed']} | {d['method']} | `{d['llm']}` | `{d['scorer']}` | "
                              f"{'' if d['mix'] is None else d['mix']} | {gain} | {spu} |")
+            lines.append("")
+        if s.get("llm_vs_counterpart"):
+            lines += ["What the LLM adds: each LLM row against the same fusion without the LLM, on the seeds both "
+                      "ran (per-user NDCG@10 averaged over those seeds; paired bootstrap).", "",
+                      "| row | without the LLM | seeds | NDCG@10 with | NDCG@10 without | Δ [95% CI] | p (bootstrap) |",
+                      "|---|---|---|---|---|---|---|"]
+            for d in s["llm_vs_counterpart"]:
+                p_boot = "<0.0005" if d["p_bootstrap"] == 0 else f"{d['p_bootstrap']:.3g}"
+                lines.append(f"| {d['method']} | {d['counterpart']} | {d['seeds']} | {d['NDCG@10']:.4f} | "
+                             f"{d['counterpart NDCG@10']:.4f} | {d['diff']:+.4f} [{d['diff_ci_low']:+.4f}, "
+                             f"{d['diff_ci_high']:+.4f}] | {p_boot} |")
             lines.append("")
     lines += ["## Selection hygiene", "",
               "Fusions learn on validation targets only; test targets are never read (except `oracle-weights`, "
