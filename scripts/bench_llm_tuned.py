@@ -152,6 +152,56 @@ def evaluate_row(protocol: str, spec: dict[str, Any], ds: Any, split: Any, cands
     }, ranks)
 
 
+def target_positions(cands: Any, n_all: int) -> list[int]:
+    """Where each ranked user's target sits in the list the model is shown (0-based), in the order the rows store
+    their ranks; -1 for the users whose list misses the target (nir-uf), stored after the ranked ones."""
+    hit = cands.items == cands.targets[:, None]
+    pos = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+    return [int(p) for p in pos] + [-1] * (n_all - len(pos))
+
+
+def save_positions(protocol: str, cands: Any, n_all: int) -> None:
+    """Store the target positions of a protocol's candidate set beside its rows (for the position-bias table)."""
+    from llmrec.io import update_json
+
+    entry = {"candidates_hash": cands.hash, "n_candidates": int(cands.items.shape[1]),
+             "target_position": target_positions(cands, n_all)}
+
+    def merge(cur: Any) -> dict[str, Any]:
+        cur = cur or {"rows": []}
+        return {**cur, "positions": {**cur.get("positions", {}), protocol: entry}}
+
+    update_json(OUT.with_suffix(".json"), merge)
+
+
+def ensure_positions() -> None:
+    """The report stage: recompute the target positions of any protocol with rows but none stored (cheap: the
+    seeded candidates only, no scoring)."""
+    from llmrec.data import leave_one_out, load_dataset
+    from llmrec.data.candidates import make_candidates
+
+    global MAX_USERS
+    path = OUT.with_suffix(".json")
+    data = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    for protocol in PROTOCOLS:
+        pr = [r for r in data["rows"] if r["protocol"] == protocol]
+        if not pr or protocol in data.get("positions", {}):
+            continue
+        keep, MAX_USERS = MAX_USERS, pr[0].get("user_sample") or 0
+        try:
+            ds = load_dataset(PROTOCOLS[protocol])
+            cands = user_sample(make_candidates(ds, leave_one_out(ds), protocol, "test", SEED))
+        finally:
+            MAX_USERS = keep
+        present = (cands.items == cands.targets[:, None]).any(axis=1)
+        ranked = cands.subset(np.nonzero(present)[0]) if not present.all() else cands
+        if ranked.hash != pr[0]["candidates_hash"]:
+            print(f"{protocol}: recomputed candidates {ranked.hash} differ from the rows' {pr[0]['candidates_hash']}; "
+                  "no position table", file=sys.stderr)
+            continue
+        save_positions(protocol, ranked, len(cands.users))
+
+
 def user_sample(cands: Any) -> Any:
     """With --max-users N: a seeded sample of N users (seed 0) when the protocol has more; the same sample for
     every row of that protocol, so the paired tests stay paired."""
@@ -178,6 +228,7 @@ def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -
         n_all = len(cands.users)
         present = (cands.items == cands.targets[:, None]).any(axis=1)
         ranked = cands.subset(np.nonzero(present)[0]) if not present.all() else cands
+        save_positions(protocol, ranked, n_all)
         specs = [{"name": "pop", "scorer": "pop"}, {"name": "itemknn", "scorer": "itemknn"},
                  {"name": "SASRec", "scorer": sasrec_run(ds.name)}, *llm_rows(adapter, yesno)]
         for spec in specs:
@@ -323,6 +374,34 @@ def _ci(protocol: str, name: str) -> str:
     return f"[{lo:.4f}, {hi:.4f}]"
 
 
+def _position_table(protocol: str, rows: list[dict[str, Any]], pos: dict[str, Any] | None) -> list[str]:
+    """HR@1 by the target's position in the list the model saw: flat for an unbiased ranker, one high bin for a
+    model that answers one letter whatever the question (the failure the issue asks to show)."""
+    from llmrec.evaluation.metrics import metric_by_target_position
+
+    if not pos:
+        return []
+    rows = [r for r in rows if r["candidates_hash"] == pos["candidates_hash"] and ranks_file(protocol, r["name"]).is_file()]
+    if not rows:
+        return []
+    p = np.asarray(pos["target_position"])
+    c = pos["n_candidates"]
+    bins = metric_by_target_position(np.zeros(len(p)), p, c, "HR@1")
+    out = ["", f"HR@1 by the target's position in the candidate list (chance {1 / c:.3f}); users per bin: "
+           + ", ".join(f"{b['first']}-{b['last']}: {b['users']}" for b in bins) + ".", "",
+           "| method | " + " | ".join(f"{b['first']}-{b['last']}" for b in bins) + " | max − min |",
+           "|---|" + "---:|" * (len(bins) + 1)]
+    for r in rows:
+        ranks = np.load(ranks_file(protocol, r["name"])).astype(np.float64)
+        if len(ranks) != len(p):
+            continue
+        vals = [b["HR@1"] for b in metric_by_target_position(ranks, p, c, "HR@1")]
+        got = [v for v in vals if v is not None]
+        out.append(f"| {r['name']} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in vals)
+                   + f" | {max(got) - min(got):.3f} |")
+    return out
+
+
 def markdown(data: dict[str, Any]) -> str:
     rows = data.get("rows", [])
     lines = ["# The LLM tuned on domain data vs zero-shot and ID models", "",
@@ -352,6 +431,7 @@ def markdown(data: dict[str, Any]) -> str:
             vs_zero = _test(protocol, r["name"], r["vs"]) if r.get("vs") and r["vs"] != ref else "–"
             lines.append(f"| {r['name']} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | {_ci(protocol, r['name'])} | "
                          f"{r['MRR']:.4f} | {vs_ref} | {vs_zero} | {r['s_per_user']} |")
+        lines += _position_table(protocol, pr, data.get("positions", {}).get(protocol))
         for r in pr:
             if r.get("mix_learned"):
                 ml = r["mix_learned"]
@@ -416,6 +496,7 @@ def main() -> int:
         elif stage == "speed":
             stage_speed(args.adapter, args.speed_users)
         else:
+            ensure_positions()
             OUT.with_suffix(".md").write_text(markdown(json.loads(OUT.with_suffix(".json").read_text())))
     return 0
 

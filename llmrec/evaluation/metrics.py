@@ -103,6 +103,37 @@ def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
     return np.where(hit, 1.0 / np.log2(np.where(hit, r, 0) + 2.0), 0.0)
 
 
+def metric_by_target_position(
+    ranks: np.ndarray, positions: np.ndarray, n_candidates: int, metric: str = "HR@1", n_bins: int = 5
+) -> list[dict[str, float | int | None]]:
+    """A metric split by where the target sat in the candidate list shown to the model — the diagnosis of
+    position bias in an LLM ranker: a label-blind model that always picks "A" scores HR@1 = 1 in the first bin
+    and 0 elsewhere; an unbiased one is flat. `positions` are 0-based (-1: the target is not in the list; such
+    users are left out); the bins split 0..n_candidates-1 into `n_bins` near-equal ranges. Returns one dict per
+    bin: first and last position (1-based, as a prompt numbers them), users, and the metric's mean (None when
+    the bin is empty)."""
+    pos = np.asarray(positions, dtype=np.int64)
+    r = np.asarray(ranks, dtype=np.float64)
+    if pos.shape != r.shape:
+        raise LLMRecError(f"ranks {r.shape} and positions {pos.shape} differ in shape")
+    if n_candidates < 1 or not 1 <= n_bins <= n_candidates:
+        raise LLMRecError(f"need 1 ≤ n_bins ≤ n_candidates, got n_bins={n_bins}, n_candidates={n_candidates}")
+    if (pos >= n_candidates).any():
+        raise LLMRecError(f"a target position is ≥ n_candidates ({n_candidates})")
+    keep = pos >= 0
+    values = per_user_metric(r[keep], metric)
+    bins = pos[keep] * n_bins // n_candidates
+    users = np.bincount(bins, minlength=n_bins)
+    sums = np.bincount(bins, weights=values, minlength=n_bins)
+    out = []
+    for b in range(n_bins):
+        lo = -(-b * n_candidates // n_bins)  # the first position p with p * n_bins // n_candidates == b
+        hi = -(-(b + 1) * n_candidates // n_bins) - 1
+        out.append({"first": lo + 1, "last": hi + 1, "users": int(users[b]),
+                    metric: float(sums[b] / users[b]) if users[b] else None})
+    return out
+
+
 def auc_binary(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC AUC for binary labels (Mann–Whitney U with tied scores counted 1/2, as in sklearn)."""
     s = np.asarray(scores, dtype=np.float64)

@@ -61,3 +61,48 @@ def test_macro_auc_and_errors():
     assert macro_auc(probs, np.array([0, 1, 0, 1])) == 1.0
     with pytest.raises(ValueError):
         auc_binary(np.array([1.0, 2.0]), np.array([1, 1]))
+
+
+def test_metric_by_target_position_matches_a_naive_split():
+    from llmrec.evaluation.metrics import metric_by_target_position, per_user_metric
+
+    rng = np.random.default_rng(3)
+    n, c = 500, 20
+    pos = rng.integers(-1, c, n)
+    ranks = rng.integers(0, c, n).astype(float)
+    ranks[rng.random(n) < 0.1] = np.inf
+    for n_bins in (1, 3, 5, 20):
+        out = metric_by_target_position(ranks, pos, c, "NDCG@10", n_bins)
+        assert [b["first"] for b in out][0] == 1 and out[-1]["last"] == c
+        covered = [p for b in out for p in range(b["first"] - 1, b["last"])]
+        assert covered == list(range(c))  # the bins partition the positions, in order
+        v = per_user_metric(ranks, "NDCG@10")
+        for b in out:
+            sel = (pos >= b["first"] - 1) & (pos <= b["last"] - 1)
+            assert b["users"] == sel.sum()
+            assert b["NDCG@10"] == pytest.approx(v[sel].mean())
+    assert sum(b["users"] for b in metric_by_target_position(ranks, pos, c)) == (pos >= 0).sum()
+
+
+def test_metric_by_target_position_shows_a_first_letter_bias():
+    from llmrec.evaluation.metrics import metric_by_target_position
+
+    pos = np.arange(20).repeat(5)
+    ranks = np.where(pos == 0, 0.0, pos.astype(float))  # always picks "A": the target at A is ranked first
+    out = metric_by_target_position(ranks, pos, 20, "HR@1", 4)
+    assert [(b["first"], b["last"]) for b in out] == [(1, 5), (6, 10), (11, 15), (16, 20)]
+    assert [b["HR@1"] for b in out] == [pytest.approx(0.2), 0.0, 0.0, 0.0]
+
+
+def test_metric_by_target_position_refuses_bad_input():
+    from llmrec.errors import LLMRecError
+    from llmrec.evaluation.metrics import metric_by_target_position
+
+    with pytest.raises(LLMRecError, match="shape"):
+        metric_by_target_position(np.zeros(3), np.zeros(4, dtype=int), 20)
+    with pytest.raises(LLMRecError, match="n_bins"):
+        metric_by_target_position(np.zeros(3), np.zeros(3, dtype=int), 3, n_bins=4)
+    with pytest.raises(LLMRecError, match="≥ n_candidates"):
+        metric_by_target_position(np.zeros(3), np.array([0, 1, 3]), 3, n_bins=3)
+    out = metric_by_target_position(np.zeros(2), np.array([0, 0]), 10, n_bins=2)
+    assert out[1]["HR@1"] is None and out[1]["users"] == 0
