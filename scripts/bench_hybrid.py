@@ -318,7 +318,12 @@ def markdown(data: dict, summary: dict) -> str:
              "and fold assignment); the CI is a 95% bootstrap CI over users of each user's NDCG@10 averaged over "
              "the seeds; the paired test compares that per-user value with the best single component's "
              "(two-sided paired bootstrap, and a paired t-test).", "",
-             f"Reproduce: `{data.get('command', '')}`", ""]
+             "Reproduce the whole table: `python scripts/bench_hybrid.py --datasets "
+             + " ".join(dict.fromkeys(c["dataset"] for c in data.get("cells", [])))
+             + " --seeds " + " ".join(str(x) for x in sorted({c["seed"] for c in data.get("cells", [])}))
+             + (" --llm" if any(c["method"] in LLM_COUNTERPART for c in data.get("cells", [])) else "")
+             + "` (rows merge into the JSON as they finish; a rerun skips the rows already there, so the table "
+             f"grows over several commands — the last was `{data.get('command', '')}`).", ""]
     m = data.get("machine") or {}
     if m:
         lines += [f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {m.get('date')}.", ""]
