@@ -404,9 +404,12 @@ def _position_table(protocol: str, rows: list[dict[str, Any]], pos: dict[str, An
 
 def markdown(data: dict[str, Any]) -> str:
     rows = data.get("rows", [])
+    adapter = next((r["llm"].split("+", 1)[1] for r in rows if "+" in (r.get("llm") or "")), ADAPTER)
+    config = next((str(c.relative_to(ROOT)) for c in sorted((ROOT / "eval" / "configs").glob("llm_tune_*.yaml"))
+                   if f"--out {adapter}\n" in c.read_text()), "its manifest.json")
     lines = ["# The LLM tuned on domain data vs zero-shot and ID models", "",
-             "SmolLM2-135M-Instruct with the LoRA adapter `adapters/ml-100k-smollm2-lora` (`llmrec tune-llm`, "
-             "eval/configs/llm_tune_ml-100k.yaml) against the same model zero-shot and the ID models, each "
+             f"SmolLM2-135M-Instruct with the LoRA adapter `{adapter}` (`llmrec tune-llm`, "
+             f"{config}) against the same model zero-shot and the ID models, each "
              "table on one saved candidate set. Leave-one-out by time, test targets, seed 0, ties pessimistic; "
              "LLM rows: `hf:` fp32, the last 10 history titles, greedy. 95% CIs: bootstrap over users. Paired "
              "tests: mean NDCG@10 difference over the same users with its 95% CI and the paired-bootstrap p.", ""]
