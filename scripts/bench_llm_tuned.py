@@ -9,8 +9,8 @@ Stages:
   (NIR user filtering, all 943 users; a user whose candidates miss the target is a miss for every method, so
   only the others are ranked and the metrics are over all 943): pop, item-kNN, SASRec, the zero-shot verbalizer,
   the tuned verbalizer on its trained template and on the held-out one, the tuned title-likelihood ranker
-  (pointwise) on its trained and held-out templates, and (`--yesno`) the tuned yes/no ranker. 95% bootstrap CIs
-  over users; paired tests of each tuned row against item-kNN and against its zero-shot counterpart.
+  (pointwise) on its trained and held-out templates, and (`--yesno`) the yes/no ranker zero-shot and tuned.
+  95% bootstrap CIs over users; paired tests of each tuned row against item-kNN and against its zero-shot counterpart.
 - two_stage: ml-100k `full`: SASRec alone, SASRec's top 20 re-ranked by the zero-shot verbalizer and by the
   tuned one, and blended with them (`rerank.mix: learn`: λ on 200 validation users) — the verbalizer's and the
   title-likelihood ranker's, tuned and zero-shot (`hybrid:` configs eval/configs/hybrids/llm_tuned_*.yaml);
@@ -68,7 +68,9 @@ def llm_rows(adapter: str, yesno: bool) -> list[dict[str, Any]]:
          "options": {"template": "p5/sequential/wonder-next"}, "vs": "llm:pointwise zero-shot"},
     ]
     if yesno:
-        rows.append({"name": "llm:yesno tuned (trained template)", "scorer": "llm:yesno", "llm": tuned, "options": {}})
+        rows += [{"name": "llm:yesno zero-shot", "scorer": "llm:yesno", "llm": BASE, "options": {}},
+                 {"name": "llm:yesno tuned (trained template)", "scorer": "llm:yesno", "llm": tuned, "options": {},
+                  "vs": "llm:yesno zero-shot"}]
     return rows
 
 
@@ -469,7 +471,8 @@ def main() -> int:
                     choices=["quality", "two_stage", "speed", "report"])
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     ap.add_argument("--adapter", default=ADAPTER)
-    ap.add_argument("--yesno", action="store_true", help="also the tuned yes/no ranker (C prompts per user)")
+    ap.add_argument("--yesno", action="store_true",
+                    help="also the yes/no ranker, zero-shot and tuned (C prompts per user)")
     ap.add_argument("--speed-users", type=int, default=40)
     ap.add_argument("--redo", action="store_true", help="recompute rows already in the results")
     ap.add_argument("--out", help="results STEM (default eval/results/llm_tuned); ranks go to STEM_ranks/")
