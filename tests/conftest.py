@@ -43,3 +43,35 @@ def tiny():
 
     ds = load_dataset("ml-100k", FIXTURES)
     return ds, leave_one_out(ds)
+
+
+def write_tiny_llama(path: Path, seed: int = 0, hidden: int = 32) -> str:
+    """A random-init 2-layer Llama of width `hidden` with SmolLM2's tokenizer (and tied embeddings, as SmolLM2)
+    saved in `path`: a real causal LM in a few KB, for tests that tune, load or serve one."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from llmrec.llm.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                      tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """make(seed=0, hidden=32) → the folder of `write_tiny_llama(seed, hidden)`, written once per session."""
+    made: dict[tuple[int, int], str] = {}
+
+    def make(seed: int = 0, hidden: int = 32) -> str:
+        if (seed, hidden) not in made:
+            made[(seed, hidden)] = write_tiny_llama(tmp_path_factory.mktemp(f"tiny-llama-{seed}-{hidden}"), seed,
+                                                    hidden)
+        return made[(seed, hidden)]
+
+    return make

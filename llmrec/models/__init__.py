@@ -15,6 +15,7 @@ from torch import nn
 
 from llmrec.config import from_dict, to_dict
 from llmrec.models.bert4rec import BERT4Rec, BERT4RecConfig
+from llmrec.models.llm_ids import LLMIDs, LLMIDsConfig
 from llmrec.models.sasrec import SASRec, SASRecConfig
 from llmrec.registry import Registry
 
@@ -54,6 +55,7 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("model")
 MODELS.add("sasrec", ModelEntry(SASRec, SASRecConfig), "SASRec: causal Transformer (next-item prediction)")
 MODELS.add("bert4rec", ModelEntry(BERT4Rec, BERT4RecConfig), "BERT4Rec: bidirectional Transformer (Cloze)")
+MODELS.add("llm-ids", ModelEntry(LLMIDs, LLMIDsConfig), "a frozen causal LLM + LoRA over new item tokens (P5 IDs)")
 
 
 def model_config(name: str, n_items: int, options: dict[str, Any] | None = None, where: str = "model") -> Any:
@@ -78,6 +80,8 @@ __all__ = [
     "MODELS",
     "BERT4Rec",
     "BERT4RecConfig",
+    "LLMIDs",
+    "LLMIDsConfig",
     "SASRec",
     "SASRecConfig",
     "SequenceEncoder",

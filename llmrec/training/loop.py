@@ -210,7 +210,7 @@ def build_encoder(cfg: TrainConfig, n_items: int, dataset_name: str) -> tuple[nn
     options = {**info["options"], **cfg.model_options}
     if options != info["options"]:
         changed = model_config(cfg.model, n_items, options)
-        if changed.hidden != model.hidden or changed.n_layers != model.config.n_layers:
+        if changed.hidden != model.hidden or getattr(changed, "n_layers", 0) != getattr(model.config, "n_layers", 0):
             raise ConfigError("init_from: hidden size and layer count must match the pre-trained encoder")
         fresh = build_model(cfg.model, n_items, options)
         fresh.load_state_dict(model.state_dict())
@@ -269,6 +269,8 @@ def train(
     ddp.barrier(info)
 
     model, origin = build_encoder(cfg, split.n_items, dataset.name)
+    if not cfg.init_from and hasattr(model, "init_from_catalog"):  # an LLM's item tokens start from their titles
+        model.init_from_catalog(dataset.items.titles(range(1, split.n_items + 1)))
     T = model.max_len
     windows = make_windows(split, T, cfg.window_stride)
     model_info = {"dataset": dataset.name, "dataset_spec": cfg.dataset, "split_hash": split.hash, "task": "next-item",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,24 +138,9 @@ def test_collate_masks_the_prompt_and_padding():
 
 
 # ---- training on a tiny random-init Llama with SmolLM2's tokenizer ------------------------------------------
-def _tiny_llama(path: Path, seed: int) -> str:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from llmrec.llm.models import resolve_model
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                      tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory) -> str:
-    return _tiny_llama(tmp_path_factory.mktemp("tiny-llama"), 0)
+def tiny_llm(tiny_llama) -> str:
+    return tiny_llama(0)
 
 
 def _cfg(model: str, **kw) -> LLMTuneConfig:
@@ -218,7 +202,7 @@ def test_the_adapter_loads_into_hf_and_changes_its_scores(tiny_llm, tuned):
     assert max(abs(x - y) for x, y in zip(a, b)) > 1e-3
 
 
-def test_corrupted_or_foreign_adapters_are_refused(tiny_llm, tuned, tmp_path):
+def test_corrupted_or_foreign_adapters_are_refused(tiny_llm, tiny_llama, tuned, tmp_path):
     from llmrec.llm.hf_local import HFBackend
 
     _, _, root, _ = tuned
@@ -229,7 +213,7 @@ def test_corrupted_or_foreign_adapters_are_refused(tiny_llm, tuned, tmp_path):
     (bad / "adapter_model.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256 differs"):
         HFBackend(f"{tiny_llm}+{bad}")
-    other = _tiny_llama(tmp_path / "other-base", 1)
+    other = tiny_llama(1)
     with pytest.raises(CheckpointError, match="tuned on base model"):
         HFBackend(f"{other}+{root / 'adapter'}")
     gone = tmp_path / "gone"
