@@ -15,6 +15,9 @@ Stages:
   tuned one, and blended with them (`rerank.mix: learn`: λ on 200 validation users) — the verbalizer's and the
   title-likelihood ranker's, tuned and zero-shot (`hybrid:` configs eval/configs/hybrids/llm_tuned_*.yaml);
   paired tests against SASRec.
+- LLM-IDs rows (quality on ml-100k `sampled:19`, two_stage): the LLM as a sequential recommender over new item
+  tokens (`llmrec/models/llm_ids.py`, eval/configs/llm_ids_ml-100k.yaml, trained into runs/llm_tuned/ if absent),
+  alone and blended into SASRec's top 20 (λ learned on validation); `--rows llm-ids` runs just those.
 - speed: the tuning throughput from the adapter's manifest; on a vLLM server started with the adapter
   (`llmrec serve-llm --lora`, prefix caching off so repeated prompts are not free): users/s of the verbalizer
   through the adapter and through the base model on the same prompts, and the server's raw prefill rate on those
@@ -84,6 +87,23 @@ def sasrec_run(dataset: str) -> str:
         print(f"== training SASRec on {dataset} into {out}", file=sys.stderr, flush=True)
         cfg = load_config(TrainConfig, ROOT / "eval" / "configs" / "sasrec_ml-100k.yaml",
                           [f"dataset={dataset}", "threads=1"])
+        train(cfg, out, progress=False)
+    return f"run:{out}"
+
+
+LLM_IDS = "llm-ids (item tokens, SmolLM2 + LoRA)"
+
+
+def llm_ids_run(dataset: str) -> str:
+    """The LLM-IDs run folder for ml-100k (eval/configs/llm_ids_ml-100k.yaml, seed 0), trained if absent
+    (about an hour on one CPU thread; resumable: rerun to continue)."""
+    from llmrec.config import load_config
+    from llmrec.training import TrainConfig, train
+
+    out = ROOT / "runs" / "llm_tuned" / f"llm-ids-{dataset}"
+    if not (out / "result.json").is_file():
+        print(f"== training LLM-IDs on {dataset} into {out}", file=sys.stderr, flush=True)
+        cfg = load_config(TrainConfig, ROOT / "eval" / "configs" / "llm_ids_ml-100k.yaml", [f"dataset={dataset}"])
         train(cfg, out, progress=False)
     return f"run:{out}"
 
@@ -233,6 +253,8 @@ def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -
         save_positions(protocol, ranked, n_all)
         specs = [{"name": "pop", "scorer": "pop"}, {"name": "itemknn", "scorer": "itemknn"},
                  {"name": "SASRec", "scorer": sasrec_run(ds.name)}, *llm_rows(adapter, yesno)]
+        if ds.name == "ml-100k" and wanted(LLM_IDS):  # trained on ml-100k's split: the nir-ml-100k ids differ
+            specs.append({"name": LLM_IDS, "scorer": llm_ids_run(ds.name), "vs": "llm:pointwise tuned (trained template)"})
         for spec in specs:
             if not redo and row_key(protocol, spec["name"]) in have or not wanted(spec["name"]):
                 continue
@@ -254,6 +276,21 @@ def two_stage_config(name: str, run: str, llm: str, mix: str = "none", ranker: s
            f"ordered by a blend of SASRec's and the {ranker}'s z-scores (λ learned on 200 validation users) of")
     text = (f"# SASRec's top 20 (full ranking) {how} the {name.replace('_', ' ')} {ranker} "
             f"(scripts/bench_llm_tuned.py, stage two_stage).\n" + yaml.safe_dump(cfg, sort_keys=False))
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def ids_two_stage_config(run: str, ids: str) -> Path:
+    """SASRec's top 20 ordered by a blend of SASRec's and LLM-IDs' z-scores, λ learned on 200 validation users."""
+    import yaml
+
+    path = ROOT / "eval" / "configs" / "hybrids" / "llm_tuned_llm_ids_mix.yaml"
+    cfg = {"name": "sasrec-top20-llm-ids_mix", "fusion": "weighted",
+           "components": [{"name": "sasrec", "scorer": run.replace(str(ROOT) + "/", "")}],
+           "rerank": {"scorer": ids.replace(str(ROOT) + "/", ""), "top_n": 20, "mix": "learn", "mix_users": 200}}
+    text = ("# SASRec's top 20 (full ranking) ordered by a blend of SASRec's and LLM-IDs' z-scores (λ learned on 200 "
+            "validation users) (scripts/bench_llm_tuned.py, stage two_stage).\n" + yaml.safe_dump(cfg, sort_keys=False))
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
     return path
@@ -286,6 +323,11 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
              {"name": "SASRec top 20 + zero-shot pointwise, blend λ on validation",
               "scorer": f"hybrid:{two_stage_config('zero_shot', run, BASE, 'learn', 'pointwise').relative_to(ROOT)}",
               "vs": "SASRec"}]
+    if wanted(LLM_IDS):
+        ids = llm_ids_run("ml-100k")
+        specs += [{"name": LLM_IDS, "scorer": ids, "vs": "SASRec"},
+                  {"name": f"SASRec top 20 + {LLM_IDS}, blend λ on validation",
+                   "scorer": f"hybrid:{ids_two_stage_config(run, ids).relative_to(ROOT)}", "vs": "SASRec"}]
     for spec in specs:
         if not redo and row_key("full", spec["name"]) in have or not wanted(spec["name"]):
             continue

@@ -1,10 +1,12 @@
-"""`llmrec pretrain`: train an ID user model (SASRec, BERT4Rec) with one or more objectives into a run folder.
+"""`llmrec pretrain`: train a user model (SASRec, BERT4Rec, or LLM-IDs: the LLM over new item tokens) with one or
+more objectives into a run folder.
 
 Examples:
   llmrec pretrain --dataset beauty --model sasrec --objective next_item --out runs/sasrec-beauty
   llmrec pretrain --dataset ml-100k --model sasrec --objective cl4srec --epochs 20 --out runs/cl4srec-ml
   llmrec pretrain --dataset ml-100k --model bert4rec --objective ptum --epochs 20 --out runs/ptum-ml
   llmrec pretrain --config eval/configs/sasrec_beauty.yaml --out runs/sasrec-beauty --set model_options.dropout=0.3
+  llmrec pretrain --config eval/configs/llm_ids_ml-100k.yaml --out runs/llm-ids-ml-100k   # SmolLM2 + LoRA
   torchrun --nproc_per_node 2 -m llmrec pretrain --dataset ml-100k --objective next_item --out runs/ddp
 
 Objectives: next_item, masked_item, ptum, cl4srec, coserec, duorec, ccl, adaptssr (NAME:WEIGHT to weight a

@@ -382,7 +382,13 @@ def _run_stage(run: _Run, si: int, pos: Position, tensors: dict[str, torch.Tenso
         batches = epoch_batches(windows, stage.batch_size, gen, cfg.bucket)
         totals: dict[str, float] = {}
         n_seq = 0
-        for bi, idx in enumerate(batches):
+        steps: Any = batches
+        if bar is not None:  # an inner bar: an epoch of an LLM body takes minutes
+            from tqdm.auto import tqdm
+
+            steps = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, file=sys.stderr,
+                         dynamic_ncols=True)
+        for bi, idx in enumerate(steps):
             idx = ddp.shard(idx, info)
             w = windows.select(idx)
             rng = torch.Generator().manual_seed(_seed_of(cfg.seed, si, epoch, bi, info.rank))
