@@ -92,18 +92,20 @@ def sasrec_run(dataset: str) -> str:
 
 
 LLM_IDS = "llm-ids (item tokens, SmolLM2 + LoRA)"
+LLM_IDS_RANDOM = "llm-ids, item rows from random init (ablation)"
 
 
-def llm_ids_run(dataset: str) -> str:
-    """The LLM-IDs run folder for ml-100k (eval/configs/llm_ids_ml-100k.yaml, seed 0), trained if absent
-    (about an hour on one CPU thread; resumable: rerun to continue)."""
+def llm_ids_run(dataset: str, init: str = "title") -> str:
+    """The LLM-IDs run folder for ml-100k (eval/configs/llm_ids_ml-100k.yaml, seed 0; `init: random` the
+    ablation without the titles), trained if absent (about an hour on one CPU thread; resumable)."""
     from llmrec.config import load_config
     from llmrec.training import TrainConfig, train
 
-    out = ROOT / "runs" / "llm_tuned" / f"llm-ids-{dataset}"
+    out = ROOT / "runs" / "llm_tuned" / (f"llm-ids-{dataset}" + ("" if init == "title" else f"-{init}"))
     if not (out / "result.json").is_file():
-        print(f"== training LLM-IDs on {dataset} into {out}", file=sys.stderr, flush=True)
-        cfg = load_config(TrainConfig, ROOT / "eval" / "configs" / "llm_ids_ml-100k.yaml", [f"dataset={dataset}"])
+        print(f"== training LLM-IDs (init {init}) on {dataset} into {out}", file=sys.stderr, flush=True)
+        cfg = load_config(TrainConfig, ROOT / "eval" / "configs" / "llm_ids_ml-100k.yaml",
+                          [f"dataset={dataset}", f"model_options.init={init}"])
         train(cfg, out, progress=False)
     return f"run:{out}"
 
@@ -255,6 +257,8 @@ def stage_quality(protocols: list[str], adapter: str, yesno: bool, redo: bool) -
                  {"name": "SASRec", "scorer": sasrec_run(ds.name)}, *llm_rows(adapter, yesno)]
         if ds.name == "ml-100k" and wanted(LLM_IDS):  # trained on ml-100k's split: the nir-ml-100k ids differ
             specs.append({"name": LLM_IDS, "scorer": llm_ids_run(ds.name), "vs": "llm:pointwise tuned (trained template)"})
+        if ds.name == "ml-100k" and wanted(LLM_IDS_RANDOM):
+            specs.append({"name": LLM_IDS_RANDOM, "scorer": llm_ids_run(ds.name, "random"), "vs": LLM_IDS})
         for spec in specs:
             if not redo and row_key(protocol, spec["name"]) in have or not wanted(spec["name"]):
                 continue
@@ -328,6 +332,8 @@ def stage_two_stage(adapter: str, redo: bool) -> None:
         specs += [{"name": LLM_IDS, "scorer": ids, "vs": "SASRec"},
                   {"name": f"SASRec top 20 + {LLM_IDS}, blend λ on validation",
                    "scorer": f"hybrid:{ids_two_stage_config(run, ids).relative_to(ROOT)}", "vs": "SASRec"}]
+    if wanted(LLM_IDS_RANDOM):
+        specs.append({"name": LLM_IDS_RANDOM, "scorer": llm_ids_run("ml-100k", "random"), "vs": LLM_IDS})
     for spec in specs:
         if not redo and row_key("full", spec["name"]) in have or not wanted(spec["name"]):
             continue
