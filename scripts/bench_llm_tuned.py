@@ -462,7 +462,8 @@ def markdown(data: dict[str, Any]) -> str:
              f"{config}) against the same model zero-shot and the ID models, each "
              "table on one saved candidate set. Leave-one-out by time, test targets, seed 0, ties pessimistic; "
              "LLM rows: `hf:` fp32, the last 10 history titles, greedy. 95% CIs: bootstrap over users. Paired "
-             "tests: mean NDCG@10 difference over the same users with its 95% CI and the paired-bootstrap p.", ""]
+             "tests: mean NDCG@10 difference over the same users with its 95% CI and the paired-bootstrap p; "
+             "\"vs counterpart\" pairs a tuned row with the same ranker zero-shot, or with the row it names.", ""]
     titles = {"sampled:19": "ml-100k `sampled:19` (19 uniform negatives + the target), {users}",
               "nir": "nir-ml-100k `nir` (the 170 published NIR candidate sets, 19 candidates)",
               "nir-uf:19": "nir-ml-100k `nir-uf:19` (NIR user filtering, 19 candidates), {users}; a user "
@@ -477,13 +478,18 @@ def markdown(data: dict[str, Any]) -> str:
         users = (f"a seeded sample of {n} users (seed 0; every row on the same users)" if pr[0].get("user_sample")
                  else f"all {n} users")
         lines += [f"## {titles[protocol].format(users=users)}", "",
-                  f"| method | HR@10 | NDCG@10 | NDCG@10 95% CI | MRR | vs {ref} (ΔNDCG@10) | vs zero-shot | s/user |",
+                  f"| method | HR@10 | NDCG@10 | NDCG@10 95% CI | MRR | vs {ref} (ΔNDCG@10) | vs counterpart | s/user |",
                   "|---|---:|---:|---|---:|---|---|---:|"]
         for r in pr:
             vs_ref = _test(protocol, r["name"], ref) if r["name"] != ref else "–"
             vs_zero = _test(protocol, r["name"], r["vs"]) if r.get("vs") and r["vs"] != ref else "–"
+            if vs_zero != "–" and "zero-shot" not in r["vs"]:  # not the usual zero-shot twin: say which
+                vs_zero += f" (vs {r['vs']})"
             lines.append(f"| {r['name']} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | {_ci(protocol, r['name'])} | "
                          f"{r['MRR']:.4f} | {vs_ref} | {vs_zero} | {r['s_per_user']} |")
+        names = {r["name"] for r in pr}
+        if protocol != "full" and {LLM_IDS, "SASRec"} <= names:  # the LLM as a recommender against the ID model
+            lines += ["", f"{LLM_IDS} vs SASRec (ΔNDCG@10): {_test(protocol, LLM_IDS, 'SASRec')}."]
         lines += _position_table(protocol, pr, data.get("positions", {}).get(protocol))
         for r in pr:
             if r.get("mix_learned"):
