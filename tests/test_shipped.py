@@ -29,6 +29,8 @@ def _kind(path: Path) -> str:
         return "hybrid"
     if path.name.startswith("llm_tune"):
         return "llm_tune"
+    if path.name.startswith("llm_ids"):
+        return "llm_ids"
     return path.name.split("_")[0]
 
 
@@ -38,6 +40,9 @@ def test_shipped_config_validates(path: Path) -> None:
     if kind == "sasrec":
         cfg = _train_config(path)
         assert cfg.model == "sasrec" and cfg.stages[0].objectives[0].name == "next_item"
+    elif kind == "llm_ids":  # LLM-IDs trains in the ID loop (llmrec pretrain --config)
+        cfg = _train_config(path)
+        assert cfg.model == "llm-ids" and cfg.stages[0].objectives[0].name == "next_item"
     elif kind == "hybrid":
         from llmrec.scorers.hybrid import load_hybrid_config
 

@@ -73,10 +73,8 @@ def test_the_base_weights_are_recorded_and_checked(lm, tiny_llama):
         model(tiny_llama(1), base_fingerprint=m.config.base_fingerprint)
 
 
-def test_next_item_reaches_the_item_table_and_every_lora_matrix(lm):
-    from tests.objectives.conftest import tiny_split  # noqa: PLC0415 - shared fixture data
-
-    split = tiny_split()
+def test_next_item_reaches_the_item_table_and_every_lora_matrix(lm, synth):
+    split = synth[1]
     m = build_model("llm-ids", split.n_items, {"llm": lm, "max_len": 6, "r": 4})
     obj = build_objective("next_item", m, {}, ObjectiveContext(split=split, epochs=1))
     w = make_windows(split, 6)
