@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from llmrec.errors import CheckpointError
+from llmrec.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -102,8 +102,13 @@ class LLMIDs(nn.Module):
         self.n_items = cfg.n_items
         self.mask_token = cfg.n_items + 1
         self.max_len = cfg.max_len
-        lm = get_peft_model(lm, LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout,
-                                           target_modules=list(cfg.target_modules)))
+        try:
+            lm = get_peft_model(lm, LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.lora_dropout,
+                                               target_modules=list(cfg.target_modules)))
+        except ValueError as e:  # e.g. a target module the LM does not have
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"llm-ids: target_modules {list(cfg.target_modules)} do not fit {cfg.llm!r} "
+                              f"({first})") from None
         # Held outside the module tree (object.__setattr__): state_dict, checkpoints and the optimiser see only
         # the trained tensors, registered below as the same Parameter objects the LM uses.
         object.__setattr__(self, "_lm", lm)

@@ -73,6 +73,15 @@ def test_the_base_weights_are_recorded_and_checked(lm, tiny_llama):
         model(tiny_llama(1), base_fingerprint=m.config.base_fingerprint)
 
 
+def test_bad_options_are_config_errors(lm):
+    from llmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"target_modules \['qq_proj'\] do not fit"):
+        model(lm, target_modules=["qq_proj"])
+    with pytest.raises(ConfigError, match="prompt must not be empty"):
+        model(lm, prompt="  ")
+
+
 def test_next_item_reaches_the_item_table_and_every_lora_matrix(lm, synth):
     split = synth[1]
     m = build_model("llm-ids", split.n_items, {"llm": lm, "max_len": 6, "r": 4})
