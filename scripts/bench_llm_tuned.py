@@ -77,18 +77,22 @@ def llm_rows(adapter: str, yesno: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def sasrec_run(dataset: str) -> str:
-    """A SASRec run folder for `dataset` (eval/configs/sasrec_ml-100k.yaml, seed 0), trained if absent."""
+def trained_run(name: str, config: str, overrides: list[str]) -> str:
+    """`run:runs/llm_tuned/NAME`, trained from eval/configs/CONFIG with `overrides` if it has no result yet
+    (resumable: an interrupted training continues)."""
     from llmrec.config import load_config
     from llmrec.training import TrainConfig, train
 
-    out = ROOT / "runs" / "llm_tuned" / f"sasrec-{dataset}"
+    out = ROOT / "runs" / "llm_tuned" / name
     if not (out / "result.json").is_file():
-        print(f"== training SASRec on {dataset} into {out}", file=sys.stderr, flush=True)
-        cfg = load_config(TrainConfig, ROOT / "eval" / "configs" / "sasrec_ml-100k.yaml",
-                          [f"dataset={dataset}", "threads=1"])
-        train(cfg, out, progress=False)
+        print(f"== training {name} ({config} {' '.join(overrides)}) into {out}", file=sys.stderr, flush=True)
+        train(load_config(TrainConfig, ROOT / "eval" / "configs" / config, overrides), out, progress=False)
     return f"run:{out}"
+
+
+def sasrec_run(dataset: str) -> str:
+    """A SASRec run folder for `dataset` (eval/configs/sasrec_ml-100k.yaml, seed 0), trained if absent."""
+    return trained_run(f"sasrec-{dataset}", "sasrec_ml-100k.yaml", [f"dataset={dataset}", "threads=1"])
 
 
 LLM_IDS = "llm-ids (item tokens, SmolLM2 + LoRA)"
@@ -97,17 +101,9 @@ LLM_IDS_RANDOM = "llm-ids, item rows from random init (ablation)"
 
 def llm_ids_run(dataset: str, init: str = "title") -> str:
     """The LLM-IDs run folder for ml-100k (eval/configs/llm_ids_ml-100k.yaml, seed 0; `init: random` the
-    ablation without the titles), trained if absent (about an hour on one CPU thread; resumable)."""
-    from llmrec.config import load_config
-    from llmrec.training import TrainConfig, train
-
-    out = ROOT / "runs" / "llm_tuned" / (f"llm-ids-{dataset}" + ("" if init == "title" else f"-{init}"))
-    if not (out / "result.json").is_file():
-        print(f"== training LLM-IDs (init {init}) on {dataset} into {out}", file=sys.stderr, flush=True)
-        cfg = load_config(TrainConfig, ROOT / "eval" / "configs" / "llm_ids_ml-100k.yaml",
-                          [f"dataset={dataset}", f"model_options.init={init}"])
-        train(cfg, out, progress=False)
-    return f"run:{out}"
+    ablation without the titles), trained if absent (about an hour on one CPU thread)."""
+    return trained_run(f"llm-ids-{dataset}" + ("" if init == "title" else f"-{init}"), "llm_ids_ml-100k.yaml",
+                       [f"dataset={dataset}", f"model_options.init={init}"])
 
 
 def row_key(protocol: str, name: str) -> str:
@@ -280,6 +276,11 @@ def two_stage_config(name: str, run: str, llm: str, mix: str = "none", ranker: s
            f"ordered by a blend of SASRec's and the {ranker}'s z-scores (λ learned on 200 validation users) of")
     text = (f"# SASRec's top 20 (full ranking) {how} the {name.replace('_', ' ')} {ranker} "
             f"(scripts/bench_llm_tuned.py, stage two_stage).\n" + yaml.safe_dump(cfg, sort_keys=False))
+    return write_if_changed(path, text)
+
+
+def write_if_changed(path: Path, text: str) -> Path:
+    """Write a generated config only when its text changed (its mtime then dates the last real change)."""
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
     return path
@@ -295,9 +296,7 @@ def ids_two_stage_config(run: str, ids: str) -> Path:
            "rerank": {"scorer": ids.replace(str(ROOT) + "/", ""), "top_n": 20, "mix": "learn", "mix_users": 200}}
     text = ("# SASRec's top 20 (full ranking) ordered by a blend of SASRec's and LLM-IDs' z-scores (λ learned on 200 "
             "validation users) (scripts/bench_llm_tuned.py, stage two_stage).\n" + yaml.safe_dump(cfg, sort_keys=False))
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return write_if_changed(path, text)
 
 
 def stage_two_stage(adapter: str, redo: bool) -> None:

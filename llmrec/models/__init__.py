@@ -26,7 +26,9 @@ class SequenceEncoder(Protocol):
 
     Item ids are 1..N, 0 is padding and N+1 (`mask_token`) is [MASK]; inputs are left-padded (B, T).
     `forward(seq)` → per-position hidden states (B, T, H); `encode(seq)` → the user vector (B, H) that scores
-    the item after `seq` through `item_logits(h)` → (B, N) (item i at index i-1).
+    the item after `seq` through `item_logits(h)` → (B, N) (item i at index i-1). Optional:
+    `init_from_catalog(titles)`, which the training loop calls once on a fresh build with the titles of items 1..N
+    (LLM-IDs starts its item rows from them).
     """
 
     name: str

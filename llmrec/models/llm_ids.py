@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from llmrec.errors import CheckpointError, ConfigError
+from llmrec.models.sasrec import TiedCausalHead
 
 
 @dataclass
@@ -80,9 +81,9 @@ def _load_base(spec: str) -> tuple[Any, Any, str]:
     return lm, tok, weights_fingerprint(folder)
 
 
-class LLMIDs(nn.Module):
+class LLMIDs(TiedCausalHead, nn.Module):
     """A frozen causal LM + LoRA over item tokens. `forward(seq)` → (B, T, H) hidden states at the item positions;
-    position t sees the prompt and items ≤ t and predicts item t+1. `encode(seq)` → (B, H)."""
+    position t sees the prompt and items ≤ t and predicts item t+1; `encode`, `item_logits`: `TiedCausalHead`."""
 
     name = "llm-ids"
     bidirectional = False
@@ -158,13 +159,3 @@ class LLMIDs(nn.Module):
         body = self._lm.get_base_model().get_decoder()
         h = body(inputs_embeds=x, attention_mask=mask, position_ids=pos).last_hidden_state[:, P:]
         return h * keep[..., None].to(h.dtype)
-
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.forward(seq)[:, -1]
-
-    def item_embeddings(self) -> torch.Tensor:
-        """(N, H) output embeddings of items 1..N (row i-1 = item i), tied with the input table."""
-        return self.item_emb.weight[1 : self.n_items + 1]
-
-    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return h @ self.item_embeddings().T

@@ -95,7 +95,27 @@ class Block(nn.Module):
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
-class SASRec(nn.Module):
+class TiedCausalHead:
+    """The user vector and item scores of a causal encoder whose item table `item_emb` (rows 0 pad, 1..N items,
+    N+1 [MASK]) both embeds inputs and scores outputs: SASRec, and LLM-IDs (`llm_ids.py`)."""
+
+    item_emb: nn.Embedding
+    n_items: int
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, T) histories → (B, H): the hidden state at the most recent item."""
+        return self.forward(seq)[:, -1]  # type: ignore[attr-defined]
+
+    def item_embeddings(self) -> torch.Tensor:
+        """(N, H) output embeddings of items 1..N (row i-1 = item i), tied with the input table."""
+        return self.item_emb.weight[1 : self.n_items + 1]
+
+    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., H) → (..., N): the score of item i is at index i-1."""
+        return h @ self.item_embeddings().T
+
+
+class SASRec(TiedCausalHead, nn.Module):
     """Causal sequence encoder. `forward(seq)` → per-position hidden states (B, T, H); position t sees items ≤ t
     and predicts item t+1. `encode(seq)` → the user vector (B, H) that scores the item after `seq`."""
 
@@ -139,15 +159,3 @@ class SASRec(nn.Module):
         for block in self.blocks:
             x = block(x, mask) * keep  # padding positions stay zero
         return self.final_norm(x)  # (B, T, H)
-
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, T) histories → (B, H): the hidden state at the most recent item."""
-        return self.forward(seq)[:, -1]
-
-    def item_embeddings(self) -> torch.Tensor:
-        """(N, H) output embeddings of items 1..N (row i-1 = item i), tied with the input table."""
-        return self.item_emb.weight[1 : self.n_items + 1]
-
-    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(..., H) → (..., N): the score of item i is at index i-1."""
-        return h @ self.item_embeddings().T
