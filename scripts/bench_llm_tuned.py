@@ -463,6 +463,10 @@ def markdown(data: dict[str, Any]) -> str:
              "LLM rows: `hf:` fp32, the last 10 history titles, greedy. 95% CIs: bootstrap over users. Paired "
              "tests: mean NDCG@10 difference over the same users with its 95% CI and the paired-bootstrap p; "
              "\"vs counterpart\" pairs a tuned row with the same ranker zero-shot, or with the row it names.", ""]
+    if any("llm-ids" in r["name"] for r in rows):
+        lines += [f"`{LLM_IDS}`: the same base model as a sequential recommender over new item tokens "
+                  "(`llmrec/models/llm_ids.py`), trained on the training part with eval/configs/llm_ids_ml-100k.yaml "
+                  "(seed 0) into runs/llm_tuned/, scored as `run:DIR`.", ""]
     titles = {"sampled:19": "ml-100k `sampled:19` (19 uniform negatives + the target), {users}",
               "nir": "nir-ml-100k `nir` (the 170 published NIR candidate sets, 19 candidates)",
               "nir-uf:19": "nir-ml-100k `nir-uf:19` (NIR user filtering, 19 candidates), {users}; a user "
